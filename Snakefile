@@ -1,0 +1,25 @@
+# spectral_anomaly: ingest -> split -> normalize -> train AE/VAE -> score -> PCA baseline -> report.
+# Entry point only: the rules live in workflow/rules/, the logic in src/spectral_anomaly/.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

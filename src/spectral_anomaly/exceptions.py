@@ -1,0 +1,53 @@
+"""The project's own errors: one clear message naming the file, the object and what is valid.
+
+Every class subclasses a builtin, so callers can catch ``KeyError`` or ``ValueError`` as usual,
+and :class:`SpectralAnomalyError` catches them all (the command line turns them into one line
+on stderr and exit status 2).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class SpectralAnomalyError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+    def __str__(self) -> str:  # KeyError would otherwise print the repr with quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class InputFileError(SpectralAnomalyError, OSError):
+    """A file is missing, unreadable, truncated or not of the expected format."""
+
+
+class ObjectNotFoundError(SpectralAnomalyError, KeyError):
+    """A key, dataset path or ROOT object does not exist in a file."""
+
+
+class InvalidSpectraError(SpectralAnomalyError, ValueError):
+    """Spectra have the wrong shape, non-finite values, mismatched binning, or similar."""
+
+
+class ConfigError(SpectralAnomalyError, ValueError):
+    """A configuration value is unknown or invalid."""
+
+
+class FormatVersionError(SpectralAnomalyError, ValueError):
+    """A stored file was written by a newer format than this version can read."""
+
+
+class TrainingError(SpectralAnomalyError, RuntimeError):
+    """Training could not produce a usable model (for example the loss became non-finite)."""
+
+
+def closest_first(wanted: str, available: Iterable[str], *, limit: int = 20) -> str:
+    """Format ``available`` as a comma-separated list, the names closest to ``wanted`` first."""
+    names = sorted({str(name) for name in available})
+    if not names:
+        return "(none)"
+    close = difflib.get_close_matches(wanted, names, n=len(names), cutoff=0.0)
+    shown = close[:limit]
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(repr(n) for n in shown) + more

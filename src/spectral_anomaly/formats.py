@@ -1,0 +1,40 @@
+"""Format versions of every file the pipeline writes, and the check that refuses newer ones.
+
+Each written file records ``format_version`` (an HDF5 attribute, a parquet metadata entry, a JSON
+field or a checkpoint key). A reader accepts versions up to the one it knows and refuses a newer
+one with a message saying which package version to install, instead of misreading it.
+"""
+
+from __future__ import annotations
+
+from .exceptions import FormatVersionError
+
+#: kind of file -> format version written by this package version
+FORMAT_VERSIONS: dict[str, int] = {
+    "canonical_store": 1,
+    "split": 1,
+    "normalization": 1,
+    "model": 1,
+    "scores": 1,
+    "examples": 1,
+    "metrics": 1,
+    "manifest": 1,
+}
+
+
+def check_format_version(found: object, *, kind: str, path: object) -> int:
+    """Return ``found`` as an int if this package can read it, else raise :class:`FormatVersionError`."""
+    known = FORMAT_VERSIONS[kind]
+    try:
+        version = int(found)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise FormatVersionError(
+            f"{path}: not a spectral_anomaly {kind.replace('_', ' ')} file "
+            f"(no readable format_version; found {found!r}). Rebuild it with the workflow."
+        ) from None
+    if version > known:
+        raise FormatVersionError(
+            f"{path}: {kind.replace('_', ' ')} format version {version} is newer than this "
+            f"spectral_anomaly understands (up to {known}). Upgrade spectral_anomaly to read it."
+        )
+    return version

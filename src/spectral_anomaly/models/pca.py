@@ -1,0 +1,97 @@
+"""PCA baseline: reconstruction error and the probabilistic-PCA likelihood.
+
+Probabilistic PCA (Tipping & Bishop 1999) models x ~ N(mean, C) with
+C = W W^T + sigma^2 I, whose eigenvalues are the q leading PCA variances and sigma^2 (the mean
+of the discarded variances) for the remaining d - q directions. For a residual r = x - mean with
+projections p_i = u_i . r on the principal axes u_i (variances lambda_i):
+
+    log p(x) = -1/2 [ d log(2 pi) + sum_i log lambda_i + (d - q) log sigma^2
+                      + sum_i p_i^2 / lambda_i + (|r|^2 - sum_i p_i^2) / sigma^2 ]
+
+``score_samples`` returns this log-likelihood (higher = more normal), as scikit-learn does; the
+anomaly score is its negative.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..exceptions import InputFileError, SpectralAnomalyError
+from ..formats import FORMAT_VERSIONS, check_format_version
+
+#: floor on sigma^2 relative to the largest variance, so a full-rank fit stays finite
+NOISE_VARIANCE_FLOOR = 1e-9
+
+
+class PCABaseline:
+    """Linear baseline with the same interface as the deep models' scores."""
+
+    def __init__(self, n_components: int = 4) -> None:
+        self.n_components = n_components
+
+    def fit(self, X: np.ndarray) -> PCABaseline:
+        from sklearn.decomposition import PCA
+
+        X = np.asarray(X, dtype=np.float64)
+        n_components = min(self.n_components, X.shape[0] - 1, X.shape[1])
+        pca = PCA(n_components=n_components, svd_solver="full").fit(X)
+        self.mean_ = pca.mean_
+        self.components_ = pca.components_
+        self.explained_variance_ = pca.explained_variance_
+        floor = NOISE_VARIANCE_FLOOR * float(self.explained_variance_.max())
+        self.noise_variance_ = max(float(pca.noise_variance_), floor)
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return (np.asarray(X, dtype=np.float64) - self.mean_) @ self.components_.T
+
+    def inverse_transform(self, latent: np.ndarray) -> np.ndarray:
+        return latent @ self.components_ + self.mean_
+
+    def reconstruction_error(self, X: np.ndarray) -> np.ndarray:
+        """Sum over bins of squared residuals after projecting onto the principal subspace."""
+        X = np.asarray(X, dtype=np.float64)
+        return ((self.inverse_transform(self.transform(X)) - X) ** 2).sum(axis=1)
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        """Probabilistic-PCA log-likelihood per spectrum (higher = more normal)."""
+        residual = np.asarray(X, dtype=np.float64) - self.mean_
+        n_features = residual.shape[1]
+        q = len(self.explained_variance_)
+        projections = residual @ self.components_.T
+        in_subspace = (projections**2 / self.explained_variance_).sum(axis=1)
+        off_subspace = ((residual**2).sum(axis=1) - (projections**2).sum(axis=1)) / self.noise_variance_
+        log_det = np.log(self.explained_variance_).sum() + (n_features - q) * np.log(self.noise_variance_)
+        return -0.5 * (n_features * np.log(2.0 * np.pi) + log_det + in_subspace + off_subspace)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        from ..atomic import atomic_path
+
+        with atomic_path(path) as tmp, open(tmp, "wb") as stream:
+            np.savez(
+                stream,
+                format_version=FORMAT_VERSIONS["model"],
+                n_components=self.n_components,
+                mean=self.mean_,
+                components=self.components_,
+                explained_variance=self.explained_variance_,
+                noise_variance=self.noise_variance_,
+            )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PCABaseline:
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                check_format_version(stored["format_version"], kind="model", path=path)
+                model = cls(n_components=int(stored["n_components"]))
+                model.mean_ = stored["mean"]
+                model.components_ = stored["components"]
+                model.explained_variance_ = stored["explained_variance"]
+                model.noise_variance_ = float(stored["noise_variance"])
+        except SpectralAnomalyError:
+            raise
+        except (OSError, KeyError, ValueError) as error:
+            raise InputFileError(f"{path}: not a readable PCA model ({error}); rerun the workflow's baseline step") from None
+        return model

@@ -1,0 +1,148 @@
+"""Normalization of spectra: an ordered list of steps, fitted on training spectra only.
+
+Steps (names as written in the config):
+
+- ``unit_integral``: divide each spectrum by its total counts (a spectrum of zero total is left as
+  zeros). Not fitted; inverting it needs each spectrum's total. It must be the first step.
+- ``log1p``: ``log(1 + x)``, which tames the dynamic range of falling spectra; inverse ``expm1``.
+- ``standardize``: per bin, subtract the training mean and divide by the training standard
+  deviation (a bin that never varies in training is only centred).
+- ``center_maxabs``: subtract the training mean spectrum and divide by the largest absolute
+  deviation from it over all training spectra and bins (one number), so values lie in [-1, 1].
+
+Each step is fitted on the output of the steps before it. :class:`SpectrumNormalizer` follows
+the scikit-learn convention: ``fit`` returns self, learned state ends in ``_``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from .atomic import write_json
+from .exceptions import ConfigError, InputFileError, InvalidSpectraError
+from .formats import FORMAT_VERSIONS, check_format_version
+
+STEPS = ("unit_integral", "log1p", "standardize", "center_maxabs")
+
+
+class SpectrumNormalizer:
+    """An ordered, invertible chain of normalization steps."""
+
+    def __init__(self, steps: list[str] | tuple[str, ...] = ("unit_integral", "standardize")) -> None:
+        self.steps = steps
+
+    def _check_steps(self) -> list[str]:
+        steps = list(self.steps)
+        for step in steps:
+            if step not in STEPS:
+                raise ConfigError(f"unknown normalization step {step!r}; valid steps: {', '.join(STEPS)}")
+        if "unit_integral" in steps[1:]:
+            raise ConfigError(
+                f"normalization steps {steps}: unit_integral must come first, since it divides raw counts "
+                "by their total (and undoing it needs that total)"
+            )
+        return steps
+
+    def fit(self, X: np.ndarray) -> SpectrumNormalizer:
+        """Fit every step on the training spectra ``X`` and return self."""
+        Z = np.asarray(X, dtype=np.float64)
+        self.params_: list[dict[str, Any]] = []
+        for step in self._check_steps():
+            params = _fit_step(step, Z)
+            self.params_.append(params)
+            Z = _forward(step, params, Z)
+        self.n_bins_ = int(X.shape[1])
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Normalize spectra ``(n, n_bins)``; returns float32."""
+        self._check_fitted(X)
+        Z = np.asarray(X, dtype=np.float64)
+        for step, params in zip(self.steps, self.params_):
+            Z = _forward(step, params, Z)
+        return Z.astype(np.float32)
+
+    def inverse_transform(self, Z: np.ndarray, *, totals: np.ndarray | None = None) -> np.ndarray:
+        """Map normalized spectra back to input units; ``totals`` (per spectrum) undo ``unit_integral``."""
+        self._check_fitted(Z)
+        X = np.asarray(Z, dtype=np.float64)
+        for step, params in reversed(list(zip(self.steps, self.params_))):
+            if step == "unit_integral":
+                if totals is None:
+                    raise ValueError("inverse of unit_integral needs each spectrum's total counts (totals=...)")
+                X = X * np.asarray(totals, dtype=np.float64).reshape(-1, 1)
+            else:
+                X = _inverse(step, params, X)
+        return X
+
+    def _check_fitted(self, X: np.ndarray) -> None:
+        if not hasattr(self, "params_"):
+            raise RuntimeError("SpectrumNormalizer is not fitted; call fit() first")
+        if X.ndim != 2 or X.shape[1] != self.n_bins_:
+            raise InvalidSpectraError(f"expected spectra of shape (n, {self.n_bins_}), got {X.shape}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": list(self.steps), "n_bins": self.n_bins_, "params": self.params_}
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> SpectrumNormalizer:
+        normalizer = cls(steps=list(payload["steps"]))
+        normalizer._check_steps()
+        normalizer.n_bins_ = int(payload["n_bins"])
+        normalizer.params_ = payload["params"]
+        return normalizer
+
+
+def _fit_step(step: str, Z: np.ndarray) -> dict[str, Any]:
+    if step in ("unit_integral", "log1p"):
+        return {}
+    mean = Z.mean(axis=0)
+    if step == "standardize":
+        std = Z.std(axis=0)
+        std = np.where(std > 1e-12 * max(float(std.max()), 1e-300), std, 1.0)
+        return {"mean": mean.tolist(), "std": std.tolist()}
+    scale = float(np.abs(Z - mean).max())
+    return {"mean": mean.tolist(), "scale": scale if scale > 0 else 1.0}
+
+
+def _forward(step: str, params: dict[str, Any], Z: np.ndarray) -> np.ndarray:
+    if step == "unit_integral":
+        totals = Z.sum(axis=1, keepdims=True)
+        return Z / np.where(totals == 0, 1.0, totals)
+    if step == "log1p":
+        if np.any(Z <= -1):
+            raise InvalidSpectraError(
+                "normalization step log1p needs values above -1 (counts); found values <= -1. "
+                "Put log1p before steps that centre the data, or drop it"
+            )
+        return np.log1p(Z)
+    if step == "standardize":
+        return (Z - np.asarray(params["mean"])) / np.asarray(params["std"])
+    return (Z - np.asarray(params["mean"])) / params["scale"]
+
+
+def _inverse(step: str, params: dict[str, Any], Z: np.ndarray) -> np.ndarray:
+    if step == "log1p":
+        return np.expm1(Z)
+    if step == "standardize":
+        return Z * np.asarray(params["std"]) + np.asarray(params["mean"])
+    return Z * params["scale"] + np.asarray(params["mean"])
+
+
+def write_normalizer(normalizer: SpectrumNormalizer, path: str | os.PathLike[str], *, dataset: str) -> None:
+    write_json(path, {"format_version": FORMAT_VERSIONS["normalization"], "dataset": dataset, **normalizer.to_dict()})
+
+
+def read_normalizer(path: str | os.PathLike[str]) -> SpectrumNormalizer:
+    try:
+        payload = json.loads(open(path).read())
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: normalization file not found; run the workflow's normalize step") from None
+    except json.JSONDecodeError as error:
+        raise InputFileError(f"{path}: corrupt normalization file ({error}); delete it and rerun the workflow") from None
+    check_format_version(payload.get("format_version"), kind="normalization", path=path)
+    return SpectrumNormalizer.from_dict(payload)

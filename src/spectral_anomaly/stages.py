@@ -1,0 +1,200 @@
+"""One function per pipeline stage: read the stage's input files, run it, write its outputs.
+
+The ``spectral-anomaly`` subcommands (:mod:`.cli`) are thin wrappers around these functions, and
+every Snakemake rule calls one subcommand, so each stage can be run and tested on its own.
+Heavy libraries (torch, scikit-learn, matplotlib) are imported only inside the stages that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import atomic_path, write_json
+from .config import dataset_config, model_config
+from .data import read_canonical
+
+log = logging.getLogger(__name__)
+PathLike = str | os.PathLike[str]
+
+
+def run_demo(config: dict[str, Any], *, hdf5_path: PathLike, root_path: PathLike) -> None:
+    """Generate the demo spectra and write them as HDF5 and as ROOT."""
+    from .demo import generate_demo_spectra, write_demo_hdf5, write_demo_root
+
+    demo = generate_demo_spectra(**config["demo"])
+    log.info("demo: %d spectra x %d bins, %d anomalous", *demo.counts.shape, int((demo.metadata["anomaly_kind"] != 0).sum()))
+    with atomic_path(hdf5_path) as tmp:
+        write_demo_hdf5(demo, tmp)
+    with atomic_path(root_path) as tmp:
+        write_demo_root(demo, tmp)
+
+
+def run_ingest(config: dict[str, Any], dataset: str, *, input_path: PathLike, output: PathLike) -> None:
+    from .ingest import ingest_to_store
+
+    ingest_to_store(dataset, dataset_config(config, dataset), path=input_path, output=output)
+
+
+def run_split(config: dict[str, Any], dataset: str, *, data_path: PathLike, output: PathLike) -> None:
+    from .split import make_split, write_split
+
+    spectra = read_canonical(data_path, load_X=False)
+    options = config["split"]
+    split = make_split(
+        spectra.n_spectra, labels=spectra.labels, validation_fraction=options["validation_fraction"],
+        test_fraction=options["test_fraction"], seed=options["seed"], train_on=options["train_on"], dataset=dataset,
+    )
+    log.info("dataset %s: %s", dataset, ", ".join(f"{name} {len(idx)}" for name, idx in split.items()))
+    write_split(split, output, dataset=dataset, seed=options["seed"], train_on=options["train_on"])
+
+
+def run_normalize(config: dict[str, Any], dataset: str, *, data_path: PathLike, split_path: PathLike, output: PathLike) -> None:
+    from .normalize import SpectrumNormalizer, write_normalizer
+    from .split import read_split
+
+    spectra = read_canonical(data_path)
+    train = read_split(split_path)["train"]
+    normalizer = SpectrumNormalizer(steps=config["normalization"]["steps"]).fit(spectra.X[train])
+    log.info("dataset %s: normalization %s fitted on %d training spectra", dataset, " -> ".join(normalizer.steps), len(train))
+    write_normalizer(normalizer, output, dataset=dataset)
+
+
+def _normalized_inputs(data_path: PathLike, split_path: PathLike, normalizer) -> tuple[Any, dict, np.ndarray]:
+    from .split import read_split
+
+    spectra = read_canonical(data_path)
+    split = read_split(split_path)
+    return spectra, split, normalizer.transform(spectra.X)
+
+
+def run_train(
+    config: dict[str, Any], dataset: str, model: str, *, data_path: PathLike, split_path: PathLike,
+    normalization_path: PathLike, model_path: PathLike, history_path: PathLike, summary_path: PathLike,
+) -> None:
+    """Train one model on one dataset; write the checkpoint, the per-epoch history and a summary."""
+    from .device import describe_device, resolve_device
+    from .models import build_model
+    from .normalize import read_normalizer
+    from .train import save_checkpoint, train_model
+
+    normalizer = read_normalizer(normalization_path)
+    spectra, split, Z = _normalized_inputs(data_path, split_path, normalizer)
+    spec = model_config(config, model)
+    training = config["training"]
+    device = resolve_device(training["device"])
+    hyperparameters = {"kind": spec["kind"], "n_bins": spectra.n_bins, "hidden": list(spec["hidden"]),
+                       "latent_dim": spec["latent_dim"], "activation": spec["activation"]}
+    if spec["kind"] == "vae":
+        hyperparameters["sigma_x"] = spec["sigma_x"]
+    log.info("training %s (%s) on %s: %d training, %d validation spectra, device %s",
+             model, spec["kind"], dataset, len(split["train"]), len(split["validation"]), describe_device(device))
+    started = time.perf_counter()
+    result = train_model(
+        build_model(hyperparameters), Z[split["train"]], Z[split["validation"]], epochs=training["epochs"],
+        batch_size=training["batch_size"], learning_rate=training["learning_rate"], patience=training["patience"],
+        min_delta=training["min_delta"], seed=training["seed"], device=device,
+    )
+    seconds = time.perf_counter() - started
+    save_checkpoint(model_path, result=result, hyperparameters=hyperparameters, normalizer=normalizer,
+                    training=dict(training), dataset=dataset, model_name=model, device=device,
+                    device_name=describe_device(device))
+    with atomic_path(history_path) as tmp:
+        result.history.to_csv(tmp, index=False)
+    write_json(summary_path, {
+        "dataset": dataset, "model": model, "kind": spec["kind"], "device": describe_device(device),
+        "epochs_trained": int(len(result.history)), "best_epoch": result.best_epoch,
+        "best_validation_loss": result.best_validation_loss, "training_seconds": round(seconds, 3),
+        "n_train": int(len(split["train"])), "n_validation": int(len(split["validation"])),
+    })
+    log.info("trained %s in %.1f s (%d epochs, best %d)", model, seconds, len(result.history), result.best_epoch)
+
+
+def run_score(
+    config: dict[str, Any], dataset: str, model: str, *, data_path: PathLike, split_path: PathLike,
+    model_path: PathLike, scores_path: PathLike, examples_path: PathLike,
+) -> None:
+    """Score every spectrum of the dataset with a trained model."""
+    from .device import resolve_device
+    from .score import build_score_table, score_deep_model, write_examples, write_scores
+    from .train import load_model
+
+    device = resolve_device(config["training"]["device"])
+    network, normalizer, checkpoint = load_model(model_path, map_location=device)
+    spectra, split, Z = _normalized_inputs(data_path, split_path, normalizer)
+    scoring = config["scoring"]
+    scores, reconstruction = score_deep_model(network, Z, mc_samples=scoring["mc_samples"], seed=scoring["seed"],
+                                              device=device, batch_size=scoring["batch_size"])
+    kind = checkpoint["hyperparameters"]["kind"]
+    table = build_score_table(spectra, split, scores, model=model, kind=kind)
+    write_scores(table, scores_path, kind=kind)
+    write_examples(examples_path, spectra=spectra, normalizer=normalizer, table=table,
+                   reconstruction=reconstruction, n_examples=config["report"]["top_spectra"])
+    log.info("scored %d spectra of %s with %s", spectra.n_spectra, dataset, model)
+
+
+def run_baseline(
+    config: dict[str, Any], dataset: str, *, data_path: PathLike, split_path: PathLike, normalization_path: PathLike,
+    model_path: PathLike, scores_path: PathLike, examples_path: PathLike,
+) -> None:
+    """Fit the PCA baseline on the training split and score every spectrum."""
+    from .models.pca import PCABaseline
+    from .normalize import read_normalizer
+    from .score import build_score_table, score_pca, write_examples, write_scores
+
+    normalizer = read_normalizer(normalization_path)
+    spectra, split, Z = _normalized_inputs(data_path, split_path, normalizer)
+    pca = PCABaseline(n_components=config["pca"]["n_components"]).fit(Z[split["train"]])
+    pca.save(model_path)
+    scores, reconstruction = score_pca(pca, Z)
+    table = build_score_table(spectra, split, scores, model="pca", kind="pca")
+    write_scores(table, scores_path, kind="pca")
+    write_examples(examples_path, spectra=spectra, normalizer=normalizer, table=table,
+                   reconstruction=reconstruction, n_examples=config["report"]["top_spectra"])
+    log.info("PCA baseline (%d components) scored %d spectra of %s", len(pca.explained_variance_), spectra.n_spectra, dataset)
+
+
+def run_report(
+    config: dict[str, Any], dataset: str, *, result_dir: PathLike, html_path: PathLike, metrics_path: PathLike,
+    figure_dir: PathLike,
+) -> None:
+    """Build the dataset's HTML report, metrics and figures from stored scores, histories and examples."""
+    from .report import FIGURE_NAMES, build_report
+
+    root = Path(result_dir)
+    models = list(config["models"])
+    build_report(
+        dataset=dataset, run_name=root.name,
+        scores={m: root / "scores" / dataset / f"{m}.parquet" for m in [*models, "pca"]},
+        histories={m: root / "models" / dataset / f"{m}.history.csv" for m in models},
+        examples={m: root / "scores" / dataset / f"{m}.examples.npz" for m in [*models, "pca"]},
+        run_config=config, html_path=html_path, metrics_path=metrics_path,
+        figure_paths={name: Path(figure_dir) / f"{name}.png" for name in FIGURE_NAMES},
+        n_top=config["report"]["top_spectra"],
+    )
+
+
+def run_write_config(config: dict[str, Any], *, output: PathLike) -> None:
+    """Write the effective (validated, defaults filled) config into the result version."""
+    import yaml
+
+    from .atomic import write_text
+
+    write_text(output, "# effective config of this result version, written by the workflow\n"
+               + yaml.safe_dump(config, sort_keys=False))
+
+
+def run_manifest(config: dict[str, Any], *, result_dir: PathLike, input_checksums: dict[str, str], output: PathLike) -> None:
+    from .manifest import build_manifest
+
+    write_json(output, build_manifest(config, result_dir=Path(result_dir), input_checksums=input_checksums))
+
+
+def read_json(path: PathLike) -> Any:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,190 @@
+"""Training of the deep models: one short loop, early stopping, a checkpoint that scores new data.
+
+The loop keeps the training spectra in one tensor on the device and draws a seeded permutation
+per epoch (no DataLoader: it is slower for in-memory data). Each epoch logs its losses and time.
+The checkpoint is a plain dict of simple values plus state dicts: model hyperparameters and
+weights, optimizer state, epochs, best validation loss, the fitted normalization, seed, device and
+package version, so :func:`load_model` can rebuild the model anywhere with ``map_location``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__
+from .atomic import atomic_path
+from .exceptions import InputFileError, SpectralAnomalyError, TrainingError
+from .formats import FORMAT_VERSIONS, check_format_version
+from .models import build_model
+from .normalize import SpectrumNormalizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingResult:
+    """The trained model (best validation epoch), its per-epoch history and a summary."""
+
+    model: torch.nn.Module
+    history: pd.DataFrame
+    best_epoch: int
+    best_validation_loss: float
+    optimizer_state: dict[str, Any]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch and numpy so a run is reproducible on the same device."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def _make_optimizer(model: torch.nn.Module, learning_rate: float, device: str) -> torch.optim.Optimizer:
+    try:  # the fused kernel is faster on both CPU and CUDA where this torch build has it
+        return torch.optim.Adam(model.parameters(), lr=learning_rate, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(model.parameters(), lr=learning_rate)
+
+
+def _validation_loss(model: torch.nn.Module, X: torch.Tensor, *, batch_size: int, seed: int) -> float:
+    """Mean per-spectrum loss over ``X`` in eval mode, with the same Monte-Carlo draws every epoch."""
+    generator = torch.Generator(device=X.device).manual_seed(seed)
+    model.eval()
+    total = 0.0
+    with torch.inference_mode():
+        for start in range(0, len(X), batch_size):
+            batch = X[start : start + batch_size]
+            total += float(model.training_loss(batch, generator=generator)) * len(batch)
+    return total / len(X)
+
+
+def train_model(
+    model: torch.nn.Module,
+    X_train: np.ndarray,
+    X_validation: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    patience: int,
+    min_delta: float = 0.0,
+    seed: int,
+    device: str,
+) -> TrainingResult:
+    """Train with Adam on mini-batches; stop after ``patience`` epochs without validation gain.
+
+    The model returned holds the weights of the epoch with the lowest validation loss. A
+    non-finite loss stops training with :class:`TrainingError` naming the epoch.
+    """
+    seed_everything(seed)
+    model = model.to(device)
+    train = torch.as_tensor(X_train, dtype=torch.float32, device=device)
+    validation = torch.as_tensor(X_validation, dtype=torch.float32, device=device)
+    optimizer = _make_optimizer(model, learning_rate, device)
+    order_generator = torch.Generator().manual_seed(seed)
+    noise_generator = torch.Generator(device=device).manual_seed(seed + 1)
+    best_loss, best_epoch, best_state, since_best = math.inf, 0, None, 0
+    rows = []
+    for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train), generator=order_generator).to(device)
+        running = torch.zeros((), device=device)
+        for start in range(0, len(train), batch_size):
+            batch = train[order[start : start + batch_size]]
+            loss = model.training_loss(batch, generator=noise_generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += loss.detach() * len(batch)
+        train_loss = float(running) / len(train)
+        validation_loss = _validation_loss(model, validation, batch_size=max(batch_size, 1024), seed=seed + 2)
+        seconds = time.perf_counter() - started
+        if not (math.isfinite(train_loss) and math.isfinite(validation_loss)):
+            raise TrainingError(
+                f"loss became non-finite at epoch {epoch} (train {train_loss}, validation {validation_loss}); "
+                f"try a lower learning_rate than {learning_rate} or check the normalization"
+            )
+        improved = validation_loss < best_loss - min_delta
+        if improved:
+            best_loss, best_epoch, since_best = validation_loss, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            since_best += 1
+        rows.append({"epoch": epoch, "train_loss": train_loss, "validation_loss": validation_loss,
+                     "seconds": seconds, "best": improved})
+        log.info("epoch %4d/%d  train_loss %12.4f  validation_loss %12.4f  %6.2f s%s",
+                 epoch, epochs, train_loss, validation_loss, seconds, "  *" if improved else "")
+        if since_best >= patience:
+            log.info("early stop: no validation improvement for %d epochs; best epoch %d (%.4f)",
+                     patience, best_epoch, best_loss)
+            break
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainingResult(model=model, history=pd.DataFrame(rows), best_epoch=best_epoch,
+                          best_validation_loss=best_loss, optimizer_state=optimizer.state_dict())
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    result: TrainingResult,
+    hyperparameters: dict[str, Any],
+    normalizer: SpectrumNormalizer,
+    training: dict[str, Any],
+    dataset: str,
+    model_name: str,
+    device: str,
+    device_name: str,
+) -> None:
+    """Write the checkpoint atomically."""
+    checkpoint = {
+        "format_version": FORMAT_VERSIONS["model"],
+        "package_version": __version__,
+        "dataset": dataset,
+        "model_name": model_name,
+        "hyperparameters": hyperparameters,
+        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "optimizer_state": result.optimizer_state,
+        "normalization": normalizer.to_dict(),
+        "training": training,
+        "epochs_trained": int(result.history["epoch"].max()),
+        "best_epoch": result.best_epoch,
+        "best_validation_loss": result.best_validation_loss,
+        "device": device,
+        "device_name": device_name,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, map_location: str = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict; only tensors and plain values are unpickled (``weights_only``)."""
+    if not os.path.exists(path):
+        raise InputFileError(f"{path}: model file not found; run the workflow's train step")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        check_format_version(checkpoint.get("format_version"), kind="model", path=path)
+    except SpectralAnomalyError:
+        raise
+    except Exception as error:
+        raise InputFileError(f"{path}: not a readable model file ({error}); delete it and rerun training") from None
+    return checkpoint
+
+
+def load_model(path: str | os.PathLike[str], *, map_location: str = "cpu") -> tuple[torch.nn.Module, SpectrumNormalizer, dict[str, Any]]:
+    """Rebuild the trained model, its normalization and the checkpoint dict from ``path``."""
+    checkpoint = load_checkpoint(path, map_location=map_location)
+    model = build_model(checkpoint["hyperparameters"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.to(map_location).eval()
+    return model, SpectrumNormalizer.from_dict(checkpoint["normalization"]), checkpoint

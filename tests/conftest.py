@@ -1,0 +1,56 @@
+"""Shared fixtures: the third-party data folder and small random spectra."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+#: third-party test data (not part of the repository); tests using it skip when it is absent
+SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The folder of third-party data files; skips the test when it is missing."""
+    if not SHARED_DATA_DIR.is_dir():
+        pytest.skip(f"shared test data folder {SHARED_DATA_DIR} is missing (third-party files, not in the repository)")
+    return SHARED_DATA_DIR
+
+
+@pytest.fixture
+def shared_file(shared_data_dir: Path):
+    """Return a function giving the path of a shared data file, skipping the test when it is missing."""
+
+    def get(relative: str) -> Path:
+        path = shared_data_dir / relative
+        if not path.is_file():
+            pytest.skip(f"shared test data file {path} is missing")
+        return path
+
+    return get
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def poisson_spectra(rng: np.random.Generator) -> np.ndarray:
+    """40 Poisson-count spectra of 16 bins: a falling background plus a peak of varying height."""
+    bins = np.arange(16)
+    shape = 200.0 * np.exp(-bins / 6.0) + 5.0
+    peak = 80.0 * np.exp(-0.5 * ((bins - 10) / 1.5) ** 2)
+    heights = rng.uniform(0.0, 1.0, size=(40, 1))
+    return rng.poisson(shape + heights * peak).astype(np.float64)
+
+
+@pytest.fixture
+def latent_spectra() -> np.ndarray:
+    """200 spectra of 8 bins generated from a 2-D latent structure plus a little noise (float32)."""
+    generator = np.random.default_rng(7)
+    z = generator.normal(size=(200, 2))
+    mixing = generator.normal(size=(2, 8))
+    return (np.tanh(z @ mixing) + 0.05 * generator.normal(size=(200, 8))).astype(np.float32)

@@ -1,0 +1,48 @@
+"""The command line program: clear one-line errors with exit status 2, nothing half-written."""
+
+from __future__ import annotations
+
+import yaml
+
+from spectral_anomaly.cli import main
+
+
+def _config(tmp_path, datasets):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"run_name": "t", "datasets": datasets, "models": {}}))
+    return str(path)
+
+
+def test_missing_input_file_is_one_clear_error(tmp_path, capsys):
+    config = _config(tmp_path, {"d": {"format": "hdf5_array", "path": "x.h5", "dataset": "spectra"}})
+    output = tmp_path / "out" / "d.h5"
+    status = main(["ingest", "--config", config, "--dataset", "d", "--input", str(tmp_path / "missing.h5"),
+                   "--output", str(output)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2
+    assert err[-1].startswith("spectral-anomaly ingest: error:") and "missing.h5" in err[-1] and "not found" in err[-1]
+    assert not output.parent.exists() or list(output.parent.iterdir()) == []
+
+
+def test_wrong_key_lists_what_is_available_and_writes_nothing(tmp_path, capsys):
+    import h5py
+    import numpy as np
+
+    raw = tmp_path / "raw.h5"
+    with h5py.File(raw, "w") as handle:
+        handle["spectra"] = np.ones((5, 4))
+        handle["spectrum_edges"] = np.arange(5.0)
+    config = _config(tmp_path, {"d": {"format": "hdf5_array", "path": str(raw), "dataset": "spectrs"}})
+    output = tmp_path / "out" / "d.h5"
+    status = main(["ingest", "--config", config, "--dataset", "d", "--input", str(raw), "--output", str(output)])
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert status == 2
+    assert "'spectrs'" in message and message.index("'spectra'") < message.index("'spectrum_edges'")
+    assert not output.parent.exists() or list(output.parent.iterdir()) == []
+
+
+def test_unknown_dataset_name_lists_the_configured_ones(tmp_path, capsys):
+    config = _config(tmp_path, {"lumi": {"format": "hdf5_array", "path": "x.h5", "dataset": "s"}})
+    status = main(["ingest", "--config", config, "--dataset", "lumy", "--input", "x.h5", "--output", str(tmp_path / "o.h5")])
+    assert status == 2
+    assert "'lumi'" in capsys.readouterr().err

@@ -1,0 +1,351 @@
+"""Tests of the anomaly models: VAE ELBO and KL, autoencoder, PCA baseline, training and checkpoints."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from spectral_anomaly.exceptions import FormatVersionError, TrainingError
+from spectral_anomaly.formats import FORMAT_VERSIONS
+from spectral_anomaly.models import build_model
+from spectral_anomaly.models.autoencoder import Autoencoder
+from spectral_anomaly.models.pca import PCABaseline
+from spectral_anomaly.models.vae import VariationalAutoencoder, gaussian_log_likelihood, kl_to_standard_normal
+from spectral_anomaly.normalize import SpectrumNormalizer
+from spectral_anomaly.score import score_deep_model
+from spectral_anomaly.train import load_model, save_checkpoint, train_model
+
+
+# --------------------------------------------------------------------------------------------
+# KL divergence and Gaussian likelihood
+# --------------------------------------------------------------------------------------------
+
+MU = np.array([[0.0, 0.5, -1.2], [2.0, -0.3, 0.0]])
+LOGVAR = np.array([[0.0, -0.7, 0.4], [1.1, 0.0, -2.5]])
+
+
+def test_kl_matches_closed_form_computed_by_hand():
+    sigma2 = np.exp(LOGVAR)
+    expected = 0.5 * (MU**2 + sigma2 - np.log(sigma2) - 1.0).sum(axis=1)
+    got = kl_to_standard_normal(torch.tensor(MU), torch.tensor(LOGVAR)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    # one value worked out on paper: mu=0.5, log sigma^2=-0.7 gives 0.5*(0.25 + e^-0.7 + 0.7 - 1)
+    single = kl_to_standard_normal(torch.tensor([[0.5]]), torch.tensor([[-0.7]])).item()
+    assert single == pytest.approx(0.5 * (0.25 + math.exp(-0.7) + 0.7 - 1.0), rel=1e-7)
+
+
+def test_kl_matches_torch_distributions():
+    mu, logvar = torch.tensor(MU), torch.tensor(LOGVAR)
+    sigma = (0.5 * logvar).exp()
+    expected = kl_divergence(Normal(mu, sigma), Normal(torch.zeros_like(mu), torch.ones_like(mu))).sum(-1)
+    torch.testing.assert_close(kl_to_standard_normal(mu, logvar), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_kl_is_zero_only_for_the_prior_and_positive_otherwise():
+    zero = kl_to_standard_normal(torch.zeros(3, 4), torch.zeros(3, 4))
+    assert torch.equal(zero, torch.zeros(3))
+    shifted = kl_to_standard_normal(torch.full((1, 2), 0.3), torch.zeros(1, 2))
+    narrow = kl_to_standard_normal(torch.zeros(1, 2), torch.full((1, 2), -0.5))
+    wide = kl_to_standard_normal(torch.zeros(1, 2), torch.full((1, 2), 0.5))
+    for kl in (shifted, narrow, wide):
+        assert kl.item() > 1e-3
+
+
+def test_gaussian_log_likelihood_matches_torch_normal():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 7, generator=generator, dtype=torch.float64)
+    mean = torch.randn(5, 7, generator=generator, dtype=torch.float64)
+    for sigma in (0.3, 1.0, 2.5):
+        expected = Normal(mean, sigma).log_prob(x).sum(-1)
+        torch.testing.assert_close(gaussian_log_likelihood(x, mean, sigma), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_gaussian_log_likelihood_includes_normalization_constant():
+    x = torch.tensor([[1.0, -2.0, 3.0, 0.5]], dtype=torch.float64)
+    sigma, n = 0.5, 4
+    # a perfect reconstruction leaves only the constant -n log sigma - n/2 log 2 pi
+    expected = -n * math.log(sigma) - 0.5 * n * math.log(2 * math.pi)
+    assert gaussian_log_likelihood(x, x.clone(), sigma).item() == pytest.approx(expected, rel=1e-12)
+    assert expected != pytest.approx(0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# A VAE small enough to check by hand
+# --------------------------------------------------------------------------------------------
+
+SIGMA_X = 0.5
+W_MU, B_MU = np.array([0.5, -0.25]), 0.1
+W_LOGVAR, B_LOGVAR = np.array([0.2, 0.1]), -0.3
+W_DEC, B_DEC = np.array([1.5, -0.5]), np.array([0.2, 0.3])  # decoder: xhat = W_DEC * z + B_DEC
+X_HAND = np.array([[1.0, 2.0], [-0.5, 0.4], [0.0, 0.0]])
+
+
+@pytest.fixture
+def hand_vae() -> VariationalAutoencoder:
+    model = VariationalAutoencoder(n_bins=2, hidden=[], latent_dim=1, activation="relu", sigma_x=SIGMA_X)
+    decoder = [m for m in model.decoder if isinstance(m, torch.nn.Linear)]
+    assert len(decoder) == 1, "a VAE without hidden layers has a single linear decoder layer"
+    with torch.no_grad():
+        model.to_mu.weight.copy_(torch.tensor(W_MU[None]))
+        model.to_mu.bias.fill_(B_MU)
+        model.to_logvar.weight.copy_(torch.tensor(W_LOGVAR[None]))
+        model.to_logvar.bias.fill_(B_LOGVAR)
+        decoder[0].weight.copy_(torch.tensor(W_DEC).reshape(2, 1))
+        decoder[0].bias.copy_(torch.tensor(B_DEC))
+    return model.eval()
+
+
+def _hand_elbo(x: np.ndarray, eps: np.ndarray) -> dict[str, np.ndarray]:
+    """The ELBO parts for the hand VAE, with eps of shape (K, batch)."""
+    mu = x @ W_MU + B_MU
+    logvar = x @ W_LOGVAR + B_LOGVAR
+    sigma = np.exp(0.5 * logvar)
+    z = mu + sigma * eps  # (K, batch)
+    xhat = z[..., None] * W_DEC + B_DEC  # (K, batch, 2)
+    n = x.shape[1]
+    ll = -0.5 * (((x - xhat) / SIGMA_X) ** 2).sum(-1) - n * np.log(SIGMA_X) - 0.5 * n * np.log(2 * np.pi)
+    expected_ll = ll.mean(axis=0)
+    kl = 0.5 * (mu**2 + np.exp(logvar) - logvar - 1.0)
+    return {"mu": mu, "expected_ll": expected_ll, "kl": kl, "elbo": expected_ll - kl}
+
+
+@pytest.mark.parametrize("mc_samples", [1, 5])
+def test_elbo_terms_of_hand_vae(hand_vae, mc_samples):
+    seed = 2024
+    eps = torch.randn((mc_samples, len(X_HAND), 1), generator=torch.Generator().manual_seed(seed))
+    expected = _hand_elbo(X_HAND, eps[..., 0].double().numpy())
+    x = torch.tensor(X_HAND, dtype=torch.float32)
+    with torch.inference_mode():
+        terms = hand_vae.elbo_terms(x, mc_samples=mc_samples, generator=torch.Generator().manual_seed(seed))
+    np.testing.assert_allclose(terms["mu"][:, 0].numpy(), expected["mu"], rtol=1e-6)
+    np.testing.assert_allclose(terms["kl"].numpy(), expected["kl"], rtol=1e-5)
+    np.testing.assert_allclose(terms["expected_log_likelihood"].numpy(), expected["expected_ll"], rtol=1e-5)
+    np.testing.assert_allclose(terms["elbo"].numpy(), expected["elbo"], rtol=1e-5)
+    assert np.all(expected["kl"] > 0), "the hand posterior is not the prior, so its KL must be positive"
+
+
+def test_score_batch_of_hand_vae(hand_vae):
+    seed, mc_samples = 11, 3
+    eps = torch.randn((mc_samples, len(X_HAND), 1), generator=torch.Generator().manual_seed(seed))
+    expected = _hand_elbo(X_HAND, eps[..., 0].double().numpy())
+    x = torch.tensor(X_HAND, dtype=torch.float32)
+    with torch.inference_mode():
+        scores = hand_vae.score_batch(x, mc_samples=mc_samples, generator=torch.Generator().manual_seed(seed))
+    np.testing.assert_allclose(scores["negative_elbo"].numpy(), -expected["elbo"], rtol=1e-5)
+    np.testing.assert_allclose(scores["elbo"].numpy(), expected["elbo"], rtol=1e-5)
+    np.testing.assert_allclose(scores["reconstruction_nll"].numpy(), -expected["expected_ll"], rtol=1e-5)
+    np.testing.assert_allclose(scores["kl"].numpy(), expected["kl"], rtol=1e-5)
+    np.testing.assert_allclose(scores["latent_radius"].numpy(), np.abs(expected["mu"]), rtol=1e-6)
+    # the negative ELBO is the reconstruction NLL plus the KL (higher = more anomalous)
+    np.testing.assert_allclose(
+        scores["negative_elbo"].numpy(), (scores["reconstruction_nll"] + scores["kl"]).numpy(), rtol=1e-6
+    )
+    # the reconstruction is decoded from the posterior mean
+    recon = expected["mu"][:, None] * W_DEC + B_DEC
+    np.testing.assert_allclose(scores["reconstruction"].numpy(), recon, rtol=1e-6)
+    np.testing.assert_allclose(scores["reconstruction_error"].numpy(), ((recon - X_HAND) ** 2).sum(1), rtol=1e-5)
+
+
+def test_score_batch_is_deterministic_for_a_seed_and_uses_the_samples(hand_vae):
+    x = torch.tensor(X_HAND, dtype=torch.float32)
+    with torch.inference_mode():
+        first = hand_vae.score_batch(x, mc_samples=16, generator=torch.Generator().manual_seed(5))
+        second = hand_vae.score_batch(x, mc_samples=16, generator=torch.Generator().manual_seed(5))
+        other = hand_vae.score_batch(x, mc_samples=16, generator=torch.Generator().manual_seed(6))
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+    # a different seed draws different samples, so the Monte-Carlo estimate changes
+    assert not torch.equal(first["negative_elbo"], other["negative_elbo"])
+
+
+# --------------------------------------------------------------------------------------------
+# Autoencoder
+# --------------------------------------------------------------------------------------------
+
+
+def test_autoencoder_reconstruction_error_is_sum_of_squared_residuals():
+    torch.manual_seed(0)
+    model = Autoencoder(n_bins=6, hidden=[5], latent_dim=2, activation="tanh").eval()
+    x = torch.randn(4, 6)
+    with torch.inference_mode():
+        scores = model.score_batch(x)
+        expected = ((model(x) - x) ** 2).sum(dim=1)
+        loss = model.training_loss(x)
+    torch.testing.assert_close(scores["reconstruction_error"], expected)
+    torch.testing.assert_close(scores["reconstruction"], model(x).detach())
+    assert scores["latent"].shape == (4, 2)
+    torch.testing.assert_close(loss, expected.mean())
+
+
+# --------------------------------------------------------------------------------------------
+# PCA baseline
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def correlated_data():
+    generator = np.random.default_rng(3)
+    mixing = generator.normal(size=(3, 10))
+    X = generator.normal(size=(120, 3)) * [3.0, 2.0, 1.0] @ mixing + 0.2 * generator.normal(size=(120, 10)) + 5.0
+    X2 = generator.normal(size=(30, 3)) @ mixing + 0.5 * generator.normal(size=(30, 10)) + 5.0
+    return X, X2
+
+
+def test_pca_score_samples_agrees_with_sklearn(correlated_data):
+    from sklearn.decomposition import PCA
+
+    X, X2 = correlated_data
+    ours = PCABaseline(n_components=3).fit(X)
+    reference = PCA(n_components=3, svd_solver="full").fit(X)
+    np.testing.assert_allclose(ours.score_samples(X2), reference.score_samples(X2), rtol=1e-6)
+    np.testing.assert_allclose(ours.score_samples(X), reference.score_samples(X), rtol=1e-6)
+
+
+def test_pca_reconstruction_error_agrees_with_sklearn(correlated_data):
+    from sklearn.decomposition import PCA
+
+    X, X2 = correlated_data
+    ours = PCABaseline(n_components=3).fit(X)
+    reference = PCA(n_components=3, svd_solver="full").fit(X)
+    expected = ((reference.inverse_transform(reference.transform(X2)) - X2) ** 2).sum(axis=1)
+    np.testing.assert_allclose(ours.reconstruction_error(X2), expected, rtol=1e-6)
+
+
+def test_pca_fit_returns_self_and_save_load_roundtrip(correlated_data, tmp_path):
+    X, X2 = correlated_data
+    model = PCABaseline(n_components=3)
+    assert model.fit(X) is model
+    path = tmp_path / "pca.npz"
+    model.save(path)
+    loaded = PCABaseline.load(path)
+    assert loaded.n_components == 3
+    np.testing.assert_array_equal(loaded.score_samples(X2), model.score_samples(X2))
+    np.testing.assert_array_equal(loaded.reconstruction_error(X2), model.reconstruction_error(X2))
+
+
+# --------------------------------------------------------------------------------------------
+# Training, scoring and checkpoints
+# --------------------------------------------------------------------------------------------
+
+AE_HYPER = {"kind": "autoencoder", "n_bins": 8, "hidden": [16], "latent_dim": 2, "activation": "tanh"}
+VAE_HYPER = {"kind": "vae", "n_bins": 8, "hidden": [16], "latent_dim": 2, "activation": "tanh", "sigma_x": 0.3}
+
+
+def _train(hyperparameters, X, *, seed=0, epochs=15, learning_rate=1e-2, patience=100, **kwargs):
+    torch.manual_seed(seed)
+    model = build_model(hyperparameters)
+    return train_model(
+        model, X[:160], X[160:], epochs=epochs, batch_size=32, learning_rate=learning_rate,
+        patience=patience, seed=seed, device="cpu", **kwargs,
+    )
+
+
+@pytest.mark.parametrize("hyperparameters", [AE_HYPER, VAE_HYPER], ids=["autoencoder", "vae"])
+def test_training_reduces_validation_loss(latent_spectra, hyperparameters):
+    result = _train(hyperparameters, latent_spectra)
+    history = result.history
+    assert list(history.columns) == ["epoch", "train_loss", "validation_loss", "seconds", "best"]
+    assert history["epoch"].tolist() == list(range(1, 16))
+    assert result.best_validation_loss < 0.7 * history["validation_loss"].iloc[0]
+    assert result.best_validation_loss == pytest.approx(history["validation_loss"].min())
+    assert result.best_epoch == int(history.loc[history["validation_loss"].idxmin(), "epoch"])
+    assert np.isfinite(history["train_loss"]).all()
+
+
+def test_early_stopping_on_a_plateau(latent_spectra):
+    # learning rate 0: the weights never change, so the validation loss is flat after epoch 1
+    result = _train(AE_HYPER, latent_spectra, epochs=50, learning_rate=0.0, patience=2)
+    assert len(result.history) == 3, "patience 2 must stop two epochs after the last improvement"
+    assert result.best_epoch == 1
+    assert result.history["best"].tolist() == [True, False, False]
+
+
+def test_returned_model_holds_best_epoch_weights(latent_spectra):
+    result = _train(AE_HYPER, latent_spectra, epochs=8)
+    X_val = torch.tensor(latent_spectra[160:])
+    with torch.inference_mode():
+        loss = result.model.training_loss(X_val).item()
+    assert loss == pytest.approx(result.best_validation_loss, rel=1e-5)
+
+
+def test_training_is_reproducible_for_a_seed(latent_spectra):
+    first = _train(VAE_HYPER, latent_spectra, epochs=5, seed=3)
+    second = _train(VAE_HYPER, latent_spectra, epochs=5, seed=3)
+    state1, state2 = first.model.state_dict(), second.model.state_dict()
+    assert state1.keys() == state2.keys()
+    for name in state1:
+        assert torch.equal(state1[name], state2[name]), name
+    scores1, recon1 = score_deep_model(first.model, latent_spectra, mc_samples=4, seed=9, device="cpu")
+    scores2, recon2 = score_deep_model(second.model, latent_spectra, mc_samples=4, seed=9, device="cpu")
+    assert scores1.keys() == scores2.keys()
+    for name in scores1:
+        np.testing.assert_array_equal(scores1[name], scores2[name], err_msg=name)
+    np.testing.assert_array_equal(recon1, recon2)
+    assert {"negative_elbo", "elbo", "reconstruction_nll", "kl", "latent_radius", "latent_0", "latent_1"} <= set(scores1)
+    assert scores1["negative_elbo"].shape == (200,)
+    assert np.all(scores1["kl"] > 0), "a trained VAE's posterior is not the prior; its KL must be non-zero"
+
+
+def test_score_deep_model_is_deterministic_and_batch_consistent(latent_spectra):
+    torch.manual_seed(1)
+    model = build_model(AE_HYPER)
+    a, ra = score_deep_model(model, latent_spectra, mc_samples=1, seed=0, device="cpu", batch_size=64)
+    b, rb = score_deep_model(model, latent_spectra, mc_samples=1, seed=0, device="cpu", batch_size=64)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+    with torch.inference_mode():
+        x = torch.tensor(latent_spectra)
+        direct = ((model(x) - x) ** 2).sum(1).double().numpy()
+    np.testing.assert_allclose(a["reconstruction_error"], direct, rtol=1e-5)
+    np.testing.assert_allclose(ra, rb)
+
+
+def _save(path, result, hyperparameters, X):
+    normalizer = SpectrumNormalizer(["standardize"]).fit(X)
+    save_checkpoint(
+        path, result=result, hyperparameters=hyperparameters, normalizer=normalizer,
+        training={"epochs": 4, "seed": 0}, dataset="toy", model_name="m", device="cpu", device_name="cpu",
+    )
+    return normalizer
+
+
+@pytest.mark.parametrize("hyperparameters", [AE_HYPER, VAE_HYPER], ids=["autoencoder", "vae"])
+def test_checkpoint_roundtrip_gives_same_scores(latent_spectra, tmp_path, hyperparameters):
+    result = _train(hyperparameters, latent_spectra, epochs=4)
+    path = tmp_path / "models" / "m.pt"
+    normalizer = _save(path, result, hyperparameters, latent_spectra)
+    model, loaded_normalizer, checkpoint = load_model(path)
+    assert checkpoint["hyperparameters"] == hyperparameters
+    assert checkpoint["best_epoch"] == result.best_epoch
+    np.testing.assert_array_equal(loaded_normalizer.transform(latent_spectra), normalizer.transform(latent_spectra))
+    before, _ = score_deep_model(result.model, latent_spectra, mc_samples=3, seed=1, device="cpu")
+    after, _ = score_deep_model(model, latent_spectra, mc_samples=3, seed=1, device="cpu")
+    for name in before:
+        np.testing.assert_array_equal(before[name], after[name], err_msg=name)
+
+
+def test_checkpoint_of_newer_format_is_refused(latent_spectra, tmp_path):
+    result = _train(AE_HYPER, latent_spectra, epochs=2)
+    path = tmp_path / "m.pt"
+    _save(path, result, AE_HYPER, latent_spectra)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["format_version"] = FORMAT_VERSIONS["model"] + 1
+    torch.save(checkpoint, path)
+    with pytest.raises(FormatVersionError, match="newer"):
+        load_model(path)
+
+
+def test_diverging_training_raises_training_error(latent_spectra):
+    with pytest.raises(TrainingError, match=r"epoch \d+"):
+        _train(AE_HYPER, latent_spectra, epochs=5, learning_rate=1e30)
+
+
+def test_nan_in_training_data_raises_training_error_at_epoch_1(latent_spectra):
+    X = latent_spectra.copy()
+    X[3, 2] = np.nan
+    with pytest.raises(TrainingError, match=r"epoch 1\b"):
+        _train(AE_HYPER, X, epochs=5)

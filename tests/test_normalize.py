@@ -1,0 +1,187 @@
+"""Tests of the normalization chain: each step, invertibility, fitting on training data only, storage."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spectral_anomaly.exceptions import ConfigError, FormatVersionError, InputFileError, InvalidSpectraError
+from spectral_anomaly.formats import FORMAT_VERSIONS
+from spectral_anomaly.normalize import STEPS, SpectrumNormalizer, read_normalizer, write_normalizer
+
+CHAINS = [
+    ["unit_integral"],
+    ["log1p"],
+    ["standardize"],
+    ["center_maxabs"],
+    ["unit_integral", "standardize"],
+    ["log1p", "standardize"],
+    ["unit_integral", "log1p", "center_maxabs"],
+    ["unit_integral", "log1p", "standardize", "center_maxabs"],
+]
+
+
+@pytest.mark.parametrize("steps", CHAINS, ids=["+".join(c) for c in CHAINS])
+def test_inverse_transform_roundtrip(poisson_spectra, steps):
+    X = poisson_spectra
+    normalizer = SpectrumNormalizer(steps).fit(X[:30])
+    for data in (X[:30], X[30:]):  # training spectra and spectra the fit never saw
+        Z = normalizer.transform(data)
+        assert Z.dtype == np.float32
+        assert Z.shape == data.shape
+        back = normalizer.inverse_transform(Z, totals=data.sum(axis=1))
+        np.testing.assert_allclose(back, data, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("steps", [s for s in CHAINS if s[0] != "unit_integral"])
+def test_every_step_changes_the_data(poisson_spectra, steps):
+    Z = SpectrumNormalizer(steps).fit(poisson_spectra).transform(poisson_spectra)
+    assert not np.allclose(Z, poisson_spectra, rtol=1e-3)
+
+
+def test_unit_integral_gives_rows_summing_to_one(poisson_spectra):
+    X = poisson_spectra.copy()
+    X[5] = 0.0  # a spectrum without counts is left as zeros, not NaN
+    Z = SpectrumNormalizer(["unit_integral"]).fit(X).transform(X)
+    sums = Z.astype(np.float64).sum(axis=1)
+    np.testing.assert_allclose(np.delete(sums, 5), 1.0, rtol=1e-6)
+    assert np.all(Z[5] == 0.0)
+    np.testing.assert_allclose(Z[0], X[0] / X[0].sum(), rtol=1e-6)
+
+
+def test_inverse_of_unit_integral_needs_totals(poisson_spectra):
+    normalizer = SpectrumNormalizer(["unit_integral"]).fit(poisson_spectra)
+    with pytest.raises(ValueError, match="totals"):
+        normalizer.inverse_transform(normalizer.transform(poisson_spectra))
+
+
+def test_standardize_gives_zero_mean_unit_std_per_bin_on_training_data(poisson_spectra):
+    Z = SpectrumNormalizer(["standardize"]).fit(poisson_spectra).transform(poisson_spectra).astype(np.float64)
+    np.testing.assert_allclose(Z.mean(axis=0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(Z.std(axis=0), 1.0, rtol=1e-5)
+
+
+def test_standardize_constant_bin_is_only_centred(poisson_spectra):
+    X = poisson_spectra.copy()
+    X[:, 3] = 7.0
+    normalizer = SpectrumNormalizer(["standardize"]).fit(X)
+    Z = normalizer.transform(X)
+    assert np.all(np.isfinite(Z))
+    np.testing.assert_array_equal(Z[:, 3], 0.0)
+    np.testing.assert_allclose(normalizer.inverse_transform(Z), X, rtol=1e-5)
+
+
+def test_center_maxabs_uses_the_lecture_formula(poisson_spectra):
+    X = poisson_spectra
+    Z = SpectrumNormalizer(["center_maxabs"]).fit(X).transform(X)
+    mean = X.mean(axis=0)
+    expected = (X - mean) / np.abs(X - mean).max()
+    np.testing.assert_allclose(Z, expected, rtol=1e-6, atol=1e-7)
+    assert np.abs(Z).max() == pytest.approx(1.0, rel=1e-7)
+
+
+def test_fit_uses_only_the_spectra_passed(poisson_spectra):
+    train = poisson_spectra[:20]
+    other = poisson_spectra[20:] * 3.0 + 50.0  # a clearly different population
+    normalizer = SpectrumNormalizer(["standardize"]).fit(train)
+    expected = (other - train.mean(axis=0)) / train.std(axis=0)
+    np.testing.assert_allclose(normalizer.transform(other), expected, rtol=1e-5, atol=1e-5)
+    # fitting on everything would give different parameters, so different output
+    fitted_on_all = SpectrumNormalizer(["standardize"]).fit(np.vstack([train, other]))
+    assert not np.allclose(fitted_on_all.transform(other), normalizer.transform(other), atol=1e-2)
+    # the fitted data itself is not stored or modified
+    np.testing.assert_array_equal(train, poisson_spectra[:20])
+
+    maxabs = SpectrumNormalizer(["center_maxabs"]).fit(train)
+    expected = (other - train.mean(axis=0)) / np.abs(train - train.mean(axis=0)).max()
+    np.testing.assert_allclose(maxabs.transform(other), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_returns_self_and_default_chain(poisson_spectra):
+    normalizer = SpectrumNormalizer()
+    assert normalizer.fit(poisson_spectra) is normalizer
+    assert list(normalizer.steps) == ["unit_integral", "standardize"]
+
+
+@pytest.mark.parametrize("steps", [["unit_integral", "standardize"], ["log1p", "center_maxabs"]])
+def test_to_dict_from_dict_roundtrip(poisson_spectra, steps):
+    normalizer = SpectrumNormalizer(steps).fit(poisson_spectra[:30])
+    payload = json.loads(json.dumps(normalizer.to_dict()))  # must survive JSON
+    restored = SpectrumNormalizer.from_dict(payload)
+    assert list(restored.steps) == steps
+    X = poisson_spectra[30:]
+    np.testing.assert_array_equal(restored.transform(X), normalizer.transform(X))
+    Z = normalizer.transform(X)
+    np.testing.assert_allclose(
+        restored.inverse_transform(Z, totals=X.sum(1)), normalizer.inverse_transform(Z, totals=X.sum(1)), rtol=1e-12
+    )
+
+
+def test_write_read_normalizer_roundtrip(poisson_spectra, tmp_path):
+    normalizer = SpectrumNormalizer(["unit_integral", "log1p", "standardize"]).fit(poisson_spectra)
+    path = tmp_path / "normalization" / "toy.json"
+    write_normalizer(normalizer, path, dataset="toy")
+    payload = json.loads(path.read_text())
+    assert payload["format_version"] == FORMAT_VERSIONS["normalization"]
+    assert payload["dataset"] == "toy"
+    restored = read_normalizer(path)
+    np.testing.assert_array_equal(restored.transform(poisson_spectra), normalizer.transform(poisson_spectra))
+    assert [p.name for p in path.parent.iterdir()] == ["toy.json"], "no temporary file may be left behind"
+
+
+def test_read_normalizer_errors(poisson_spectra, tmp_path):
+    with pytest.raises(InputFileError, match="not found"):
+        read_normalizer(tmp_path / "missing.json")
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text('{"steps": [')
+    with pytest.raises(InputFileError, match="corrupt"):
+        read_normalizer(corrupt)
+    newer = tmp_path / "newer.json"
+    write_normalizer(SpectrumNormalizer(["standardize"]).fit(poisson_spectra), newer, dataset="toy")
+    payload = json.loads(newer.read_text())
+    payload["format_version"] = FORMAT_VERSIONS["normalization"] + 1
+    newer.write_text(json.dumps(payload))
+    with pytest.raises(FormatVersionError):
+        read_normalizer(newer)
+
+
+def test_unknown_step_raises_config_error_naming_valid_steps(poisson_spectra):
+    with pytest.raises(ConfigError) as info:
+        SpectrumNormalizer(["unit_integral", "zscore"]).fit(poisson_spectra)
+    message = str(info.value)
+    assert "zscore" in message
+    for step in STEPS:
+        assert step in message
+    with pytest.raises(ConfigError, match="zscore"):
+        SpectrumNormalizer.from_dict({"steps": ["zscore"], "n_bins": 16, "params": [{}]})
+
+
+def test_log1p_refuses_values_at_or_below_minus_one(poisson_spectra):
+    X = poisson_spectra.copy()
+    X[2, 4] = -1.0
+    with pytest.raises(InvalidSpectraError, match="log1p"):
+        SpectrumNormalizer(["log1p"]).fit(X)
+    fitted = SpectrumNormalizer(["log1p"]).fit(poisson_spectra)
+    bad = poisson_spectra[:3].copy()
+    bad[0, 0] = -5.0
+    with pytest.raises(InvalidSpectraError, match="log1p"):
+        fitted.transform(bad)
+    # log1p after centring sees negative values
+    with pytest.raises(InvalidSpectraError, match="log1p"):
+        SpectrumNormalizer(["center_maxabs", "standardize", "log1p"]).fit(poisson_spectra)
+
+
+def test_transform_checks_fitted_and_shape(poisson_spectra):
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SpectrumNormalizer(["standardize"]).transform(poisson_spectra)
+    fitted = SpectrumNormalizer(["standardize"]).fit(poisson_spectra)
+    with pytest.raises(InvalidSpectraError, match="16"):
+        fitted.transform(poisson_spectra[:, :10])
+
+
+def test_unit_integral_must_be_the_first_step():
+    X = np.random.default_rng(0).poisson(50, size=(20, 8)).astype(np.float64)
+    with pytest.raises(ConfigError, match="unit_integral must come first"):
+        SpectrumNormalizer(steps=["log1p", "unit_integral"]).fit(X)

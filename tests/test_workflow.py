@@ -1,0 +1,134 @@
+"""End to end: snakemake on a small demo config in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.workflow
+
+SMALL_CONFIG = {
+    "run_name": "small",
+    "demo": {"seed": 7, "n_spectra": 800, "n_bins": 96, "anomaly_fraction": 0.1},
+    "datasets": {
+        "demo_hdf5": {
+            "format": "hdf5_array", "path": "demo://spectra.h5", "dataset": "spectra",
+            "bin_edges_dataset": "bin_edges", "metadata_group": "metadata", "anomaly_label": "anomaly_kind != 0",
+        },
+        "demo_root": {
+            "format": "root_th1", "path": "demo://spectra.root", "pattern": "spectra/spectrum_*",
+            "metadata_tree": "metadata", "anomaly_label": "anomaly_kind != 0",
+        },
+    },
+    "split": {"train_on": "normal"},
+    "models": {
+        "ae": {"kind": "autoencoder", "hidden": [32], "latent_dim": 3},
+        "vae": {"kind": "vae", "hidden": [32], "latent_dim": 3, "sigma_x": 1.0},
+    },
+    "training": {"epochs": 15, "patience": 5, "device": "cpu"},
+    "scoring": {"mc_samples": 4},
+    "pca": {"n_components": 3},
+    "report": {"top_spectra": 5},
+}
+
+
+def snakemake(workdir: Path, config: dict, *extra: str) -> subprocess.CompletedProcess:
+    config_path = workdir / "run.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    executable = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
+    return subprocess.run(
+        [executable, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(config_path),
+         "--cores", "2", *extra],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+    )
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    result = snakemake(workdir, SMALL_CONFIG)
+    assert result.returncode == 0, result.stderr[-4000:]
+    versions = sorted((workdir / "results").glob("small-*"))
+    assert len(versions) == 1
+    return workdir, versions[0]
+
+
+def test_scores_have_one_row_per_spectrum_and_the_contract_columns(finished_run):
+    _, version = finished_run
+    for dataset in SMALL_CONFIG["datasets"]:
+        for model, primary in (("ae", "reconstruction_error"), ("vae", "negative_elbo"), ("pca", "pca_nll")):
+            table = pd.read_parquet(version / "scores" / dataset / f"{model}.parquet")
+            assert len(table) == SMALL_CONFIG["demo"]["n_spectra"]
+            assert table["spectrum_id"].is_unique
+            assert {"split", "label", "run", "lumisection", "anomaly_score", primary} <= set(table.columns)
+            assert (table["anomaly_score"] == table[primary]).all()
+        vae = pd.read_parquet(version / "scores" / dataset / "vae.parquet")
+        assert {"kl", "reconstruction_nll", "latent_radius", "elbo"} <= set(vae.columns)
+        assert (vae["negative_elbo"] - (vae["reconstruction_nll"] + vae["kl"])).abs().max() < 1e-6 * vae["negative_elbo"].abs().max()
+
+
+def test_hdf5_and_root_copies_give_identical_scores(finished_run):
+    _, version = finished_run
+    for model in ("ae", "vae", "pca"):
+        from_hdf5 = pd.read_parquet(version / "scores" / "demo_hdf5" / f"{model}.parquet")
+        from_root = pd.read_parquet(version / "scores" / "demo_root" / f"{model}.parquet")
+        pd.testing.assert_series_equal(from_hdf5["anomaly_score"], from_root["anomaly_score"])
+
+
+def test_report_and_metrics_are_written(finished_run):
+    _, version = finished_run
+    for dataset in SMALL_CONFIG["datasets"]:
+        html = (version / "reports" / f"{dataset}.html").read_text()
+        assert html.count("data:image/png;base64,") >= 5
+        metrics = json.loads((version / "reports" / f"{dataset}.metrics.json").read_text())
+        assert set(metrics["models"]) == {"ae", "vae", "pca"}
+        for model in metrics["models"].values():
+            assert 0.5 < model["roc_auc"] <= 1.0
+        for figure in ("roc", "score_distributions", "training_curves", "top_anomalies", "latent_space"):
+            assert (version / "reports" / dataset / f"{figure}.png").stat().st_size > 5000
+
+
+def test_manifest_records_provenance(finished_run):
+    _, version = finished_run
+    manifest = json.loads((version / "manifest.json").read_text())
+    assert manifest["result_version"] == version.name
+    assert manifest["config"]["run_name"] == "small"
+    assert manifest["packages"]["torch"] and manifest["packages"]["spectral_anomaly"]
+    assert set(manifest["devices"]) == {f"{d}/{m}" for d in SMALL_CONFIG["datasets"] for m in ("ae", "vae")}
+    assert all(device.startswith("cpu") for device in manifest["devices"].values())
+    kinds = {entry["kind"] for entry in manifest["files"]}
+    assert {"canonical_store", "split", "normalization", "model", "scores", "examples", "metrics"} <= kinds
+    assert all(entry["format_version"] == 1 for entry in manifest["files"] if entry["kind"])
+    assert manifest["started"] <= manifest["finished"]
+
+
+def test_rerun_does_nothing_and_a_new_config_writes_a_new_version(finished_run):
+    workdir, version = finished_run
+    dry = snakemake(workdir, SMALL_CONFIG, "-n")
+    assert dry.returncode == 0
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    before = {p: p.stat().st_mtime_ns for p in version.rglob("*") if p.is_file()}
+    changed = {**SMALL_CONFIG, "pca": {"n_components": 2}}
+    dry_new = snakemake(workdir, changed, "-n")
+    assert dry_new.returncode == 0, dry_new.stderr[-2000:]
+    assert "small-" in dry_new.stdout
+    assert version.name not in dry_new.stdout  # the changed config targets a new folder only
+    assert before == {p: p.stat().st_mtime_ns for p in version.rglob("*") if p.is_file()}
+
+
+def test_snakemake_report_builds_with_captions(finished_run, tmp_path):
+    workdir, _ = finished_run
+    report = tmp_path / "report.html"
+    result = snakemake(workdir, SMALL_CONFIG, "--report", str(report))
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = report.read_text()
+    assert "ROC curves of each model" in text and "demo_root" in text

@@ -1,0 +1,39 @@
+# Raw files -> canonical store (and the built-in demo data).
+
+
+rule run_config:
+    output:
+        RUN_CONFIG,
+    params:
+        config=effective_config_json(),
+    log:
+        f"{OUT}/logs/run_config.log",
+    shell:
+        "spectral-anomaly write-config --json {params.config:q} --output {output:q} > {log:q} 2>&1"
+
+
+rule demo_data:
+    input:
+        config=RUN_CONFIG,
+    output:
+        hdf5=f"{OUT}/demo/spectra.h5",
+        root=f"{OUT}/demo/spectra.root",
+    log:
+        f"{OUT}/logs/demo_data.log",
+    shell:
+        "spectral-anomaly demo --config {input.config:q} --hdf5 {output.hdf5:q} --root {output.root:q} > {log:q} 2>&1"
+
+
+rule ingest:
+    input:
+        config=RUN_CONFIG,
+        raw=raw_input,
+    output:
+        f"{OUT}/data/{{dataset}}.h5",
+    log:
+        f"{OUT}/logs/ingest/{{dataset}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/ingest/{{dataset}}.tsv"
+    shell:
+        "spectral-anomaly ingest --config {input.config:q} --dataset {wildcards.dataset}"
+        " --input {input.raw:q} --output {output:q} > {log:q} 2>&1"
