@@ -80,7 +80,6 @@ def run_train(
 ) -> None:
     """Train one model on one dataset; write the checkpoint, the per-epoch history and a summary."""
     from .device import describe_device, resolve_device
-    from .models import build_model
     from .normalize import read_normalizer
     from .train import save_checkpoint, train_model
 
@@ -97,7 +96,7 @@ def run_train(
              model, spec["kind"], dataset, len(split["train"]), len(split["validation"]), describe_device(device))
     started = time.perf_counter()
     result = train_model(
-        build_model(hyperparameters), Z[split["train"]], Z[split["validation"]], epochs=training["epochs"],
+        hyperparameters, Z[split["train"]], Z[split["validation"]], epochs=training["epochs"],
         batch_size=training["batch_size"], learning_rate=training["learning_rate"], patience=training["patience"],
         min_delta=training["min_delta"], seed=training["seed"], device=device,
     )

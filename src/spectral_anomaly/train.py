@@ -67,7 +67,7 @@ def _validation_loss(model: torch.nn.Module, X: torch.Tensor, *, batch_size: int
 
 
 def train_model(
-    model: torch.nn.Module,
+    hyperparameters: dict[str, Any],
     X_train: np.ndarray,
     X_validation: np.ndarray,
     *,
@@ -79,13 +79,15 @@ def train_model(
     seed: int,
     device: str,
 ) -> TrainingResult:
-    """Train with Adam on mini-batches; stop after ``patience`` epochs without validation gain.
+    """Build the model from ``hyperparameters`` and train it with Adam on mini-batches.
 
-    The model returned holds the weights of the epoch with the lowest validation loss. A
+    The seed fixes the initial weights, the batch order and the Monte-Carlo draws, so the same
+    data and seed give the same model on the same device and thread count. Training stops after
+    ``patience`` epochs without validation gain. The model returned holds the weights of the epoch with the lowest validation loss. A
     non-finite loss stops training with :class:`TrainingError` naming the epoch.
     """
     seed_everything(seed)
-    model = model.to(device)
+    model = build_model(hyperparameters).to(device)
     train = torch.as_tensor(X_train, dtype=torch.float32, device=device)
     validation = torch.as_tensor(X_validation, dtype=torch.float32, device=device)
     optimizer = _make_optimizer(model, learning_rate, device)

@@ -1,0 +1,193 @@
+"""The report page: one self-contained HTML file per dataset, figures embedded as base64 PNG.
+
+Every text that comes from data or configuration is escaped; the page needs no network access
+and no other file to display.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Mapping
+from html import escape
+
+import pandas as pd
+
+from .. import __version__
+from .metrics import best_models
+
+STYLE = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1200px;
+       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { border-bottom: 2px solid #ddd; padding-bottom: .3em; }
+h2 { margin-top: 2em; border-bottom: 1px solid #eee; padding-bottom: .2em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: .92em; }
+th, td { border: 1px solid #ccc; padding: .3em .7em; }
+th { background: #f3f3f3; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.best { background: #d9f2d9; font-weight: bold; }
+tr.anomalous td { background: #fdecec; }
+figure { margin: 1em 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption, p.caption { color: #444; font-size: .95em; max-width: 60em; }
+.meta { color: #555; }
+details pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: .88em; }
+"""
+
+#: figure name -> (section title, caption)
+FIGURE_TEXT: dict[str, tuple[str, str]] = {
+    "roc": ("ROC curves",
+            "Receiver operating characteristic of each model's primary anomaly score on the test split: the fraction "
+            "of labelled anomalies found (true positive rate) against the fraction of normal spectra flagged (false "
+            "positive rate) as the threshold is lowered. The dashed diagonal is a random ranking (AUC 0.5); the AUC "
+            "of each curve is given in the legend."),
+    "score_distributions": ("Score distributions",
+            "Histograms of each model's anomaly score (higher = more anomalous) on a log-scaled vertical axis. With "
+            "labels, the test split is shown by label (counts per bin): good separation means the anomalous histogram lies to the right of "
+            "the normal one. Without labels, every spectrum is shown by split, each split normalised to unit sum; a test distribution far to the right "
+            "of the training one would point to overfitting or a shift between splits."),
+    "training_curves": ("Training curves",
+            "Training and validation loss per epoch of each deep model. The star marks the best validation epoch, "
+            "whose weights were kept and used for scoring. A validation loss that rises while the training loss "
+            "keeps falling indicates overfitting."),
+    "top_anomalies": ("Most anomalous spectra",
+            "The most anomalous spectra of each model (one column per model, most anomalous at the top): the input "
+            "counts as steps and the model's reconstruction, in the same units, as a line. Counts are drawn on a "
+            "log scale where they are non-negative, with empty bins drawn at 0.5. Where the line departs from the "
+            "steps is what the model could not explain."),
+    "latent_space": ("Latent space",
+            "Where each spectrum lands in the model's latent space (for PCA: its principal-component coordinates). "
+            "Two-dimensional latents are drawn directly; larger ones are projected onto their first two principal "
+            "components. With labels, the test split is coloured normal / anomalous (anomalies on top); without, "
+            "every spectrum is coloured by its anomaly score. Large samples are subsampled for drawing."),
+}
+
+
+def format_number(value: object, *, digits: int = 3) -> str:
+    """A number with ``digits`` decimals; ``None``/NaN as an em dash; other values escaped as text."""
+    if value is None:
+        return "&mdash;"
+    if isinstance(value, bool):
+        return escape(str(value))
+    if isinstance(value, int):
+        return str(value)
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return escape(str(value))
+    if math.isnan(number):
+        return "&mdash;"
+    if math.isinf(number):
+        return "&infin;" if number > 0 else "&minus;&infin;"
+    if number.is_integer() and abs(number) < 1e15 and not isinstance(value, float):
+        return str(int(number))
+    return f"{number:.{digits}f}"
+
+
+def _cell(value: object, *, best: bool = False) -> str:
+    numeric = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    classes = " ".join(c for c in ("num" if numeric else "", "best" if best else "") if c)
+    attribute = f' class="{classes}"' if classes else ""
+    return f"<td{attribute}>{format_number(value)}</td>"
+
+
+def comparison_table(metrics: dict) -> str:
+    """Model, kind, primary score, ROC AUC and PR AUC, the best value in each AUC column highlighted."""
+    best = best_models(metrics)
+    rows = []
+    for name, entry in metrics["models"].items():
+        rows.append(
+            "<tr>" + f"<td>{escape(name)}</td><td>{escape(str(entry['kind']))}</td>"
+            f"<td>{escape(str(entry['primary_score']))}</td>"
+            + _cell(entry["roc_auc"], best=name in best["roc_auc"]) + _cell(entry["pr_auc"], best=name in best["pr_auc"])
+            + _cell(entry["n_test"]) + _cell(entry["n_anomalous_test"]) + "</tr>"
+        )
+    header = ("<tr><th>model</th><th>kind</th><th>primary score</th><th>ROC AUC</th><th>PR AUC</th>"
+              "<th>test spectra</th><th>test anomalies</th></tr>")
+    return f"<table>\n{header}\n" + "\n".join(rows) + "\n</table>"
+
+
+def score_table(metrics: dict) -> str:
+    """ROC AUC and PR AUC of every score column of every model."""
+    rows = []
+    for name, entry in metrics["models"].items():
+        for column, aucs in entry["scores"].items():
+            primary = " (primary)" if column == entry["primary_score"] else ""
+            rows.append(f"<tr><td>{escape(name)}</td><td>{escape(column)}{primary}</td>"
+                        + _cell(aucs["roc_auc"]) + _cell(aucs["pr_auc"]) + "</tr>")
+    header = "<tr><th>model</th><th>score</th><th>ROC AUC</th><th>PR AUC</th></tr>"
+    return f"<table>\n{header}\n" + "\n".join(rows) + "\n</table>"
+
+
+def dataframe_table(frame: pd.DataFrame) -> str:
+    """An escaped HTML table of ``frame``; rows with ``label`` 1 are tinted."""
+    header = "<tr>" + "".join(f"<th>{escape(str(c))}</th>" for c in frame.columns) + "</tr>"
+    rows = []
+    for record in frame.to_dict(orient="records"):
+        tint = ' class="anomalous"' if record.get("label") == 1 else ""
+        cells = []
+        for column, value in record.items():
+            value = value.item() if hasattr(value, "item") else value
+            cells.append(_cell(value) if column != "spectrum_id" else f'<td class="num">{escape(str(value))}</td>')
+        rows.append(f"<tr{tint}>" + "".join(cells) + "</tr>")
+    return f"<table>\n{header}\n" + "\n".join(rows) + "\n</table>"
+
+
+def config_yaml(run_config: Mapping) -> str:
+    """The run configuration as YAML (values YAML cannot represent are written as strings)."""
+    import yaml
+
+    plain = json.loads(json.dumps(dict(run_config), default=str))
+    return yaml.safe_dump(plain, sort_keys=False, default_flow_style=False)
+
+
+def _figure_block(name: str, png: bytes) -> str:
+    title, caption = FIGURE_TEXT[name]
+    encoded = base64.b64encode(png).decode("ascii")
+    return (f'<h2 id="{name}">{escape(title)}</h2>\n<figure>\n'
+            f'<img src="data:image/png;base64,{encoded}" alt="{escape(title)}">\n'
+            f"<figcaption>{escape(caption)}</figcaption>\n</figure>")
+
+
+def render_report(*, dataset: str, run_name: str, metrics: dict, figures: Mapping[str, bytes],
+                  top_table: pd.DataFrame, reference_model: str, run_config: Mapping) -> str:
+    """The complete HTML page of one dataset's report."""
+    labelled = metrics["labelled"]
+    device = run_config.get("device")
+    meta = [f"run <b>{escape(str(run_name))}</b>", f"dataset <b>{escape(str(dataset))}</b>",
+            f"{len(metrics['models'])} models", f"spectral_anomaly {escape(__version__)}"]
+    if device is not None:
+        meta.append(f"device setting <b>{escape(str(device))}</b>")
+    if labelled:
+        label_note = ("AUCs are computed on the test split only. PR AUC is average precision; a random ranking "
+                      "scores the test split's anomaly fraction. The best value of each column is highlighted.")
+    else:
+        label_note = ("This dataset has no labels configured, so no detection metric can be computed; the figures "
+                      "below still show how the models rank spectra.")
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        f"<title>Anomaly report: {escape(str(dataset))} ({escape(str(run_name))})</title>",
+        f"<style>{STYLE}</style>", "</head>", "<body>",
+        f"<h1>Anomaly report: {escape(str(dataset))}</h1>",
+        f'<p class="meta">{" &middot; ".join(meta)}</p>',
+        "<p>Every score is oriented so that a higher anomaly score means a more anomalous spectrum.</p>",
+        '<h2 id="metrics">Model comparison</h2>', f'<p class="caption">{escape(label_note)}</p>',
+        comparison_table(metrics),
+        "<details><summary>AUC of every score column</summary>", score_table(metrics), "</details>",
+    ]
+    for name in FIGURE_TEXT:
+        parts.append(_figure_block(name, figures[name]))
+    parts += [
+        '<h2 id="top-spectra">Most anomalous spectra, ranked</h2>',
+        f'<p class="caption">The {len(top_table)} spectra with the highest anomaly score of model '
+        f"<b>{escape(reference_model)}</b>, over every split, with their metadata and every model's anomaly score "
+        "for the same spectrum (scores of different models are on different scales: compare ranks, not values)."
+        + (" Rows of labelled anomalies are tinted." if labelled else "") + "</p>",
+        dataframe_table(top_table),
+        '<h2 id="config">Run configuration</h2>',
+        f"<details><summary>effective configuration of run {escape(str(run_name))}</summary>",
+        f"<pre>{escape(config_yaml(run_config))}</pre>", "</details>",
+        "</body>", "</html>",
+    ]
+    return "\n".join(parts) + "\n"

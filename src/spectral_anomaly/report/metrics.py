@@ -1,0 +1,187 @@
+"""Detection metrics of every model's scores on the test split, and the inputs the report reads.
+
+ROC AUC and PR AUC (average precision) are computed on the ``test`` split only, for the primary
+score (``anomaly_score``) and every other anomaly-sign score column of each model. Signed copies
+(``elbo``, ``log_likelihood``: higher = more normal) are left out; their partners
+(``negative_elbo``, ``pca_nll``) are evaluated instead, so that for every reported AUC a higher
+score means more anomalous. Without labels every AUC is ``None`` (null in ``metrics.json``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..exceptions import InputFileError, ObjectNotFoundError, closest_first
+from ..formats import FORMAT_VERSIONS
+
+#: score columns evaluated when present (higher = more anomalous); latent_* and flags are not scores
+SCORE_COLUMNS: tuple[str, ...] = (
+    "negative_elbo", "pca_nll", "reconstruction_error", "reconstruction_nll", "kl", "latent_radius",
+)
+#: signed copies of a score (higher = more normal) -> the anomaly-sign column evaluated instead
+SIGNED_COPIES: dict[str, str] = {"elbo": "negative_elbo", "log_likelihood": "pca_nll"}
+#: columns every score table must have
+REQUIRED_COLUMNS: tuple[str, ...] = ("spectrum_id", "split", "anomaly_score")
+#: columns every training history must have
+HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "train_loss", "validation_loss")
+EVALUATED_SPLIT = "test"
+
+
+def read_score_tables(scores: Mapping[str, str | os.PathLike[str]]) -> dict[str, pd.DataFrame]:
+    """Read every model's score table, checking the columns the report relies on."""
+    from ..score import read_scores
+
+    if not scores:
+        raise ObjectNotFoundError("report: no score tables given; pass at least one model's scores")
+    tables: dict[str, pd.DataFrame] = {}
+    for name, path in scores.items():
+        table = read_scores(path)
+        missing = [column for column in REQUIRED_COLUMNS if column not in table.columns]
+        if missing:
+            raise InputFileError(
+                f"{path}: score table of model {name!r} lacks column(s) {', '.join(missing)}; "
+                f"it has {closest_first(missing[0], table.columns)}. Rerun the workflow's score step"
+            )
+        tables[str(name)] = table
+    return tables
+
+
+def read_histories(histories: Mapping[str, str | os.PathLike[str]]) -> dict[str, pd.DataFrame]:
+    """Read each deep model's per-epoch training history (CSV)."""
+    result: dict[str, pd.DataFrame] = {}
+    for name, path in histories.items():
+        if not os.path.exists(path):
+            raise InputFileError(f"{path}: training history of model {name!r} not found; run the workflow's train step")
+        try:
+            history = pd.read_csv(path)
+        except Exception as error:  # pandas raises several types for a malformed CSV
+            raise InputFileError(f"{path}: not a readable training history ({error}); rerun the train step") from None
+        missing = [column for column in HISTORY_COLUMNS if column not in history.columns]
+        if missing:
+            raise InputFileError(
+                f"{path}: training history lacks column(s) {', '.join(missing)}; expected "
+                f"{', '.join(HISTORY_COLUMNS)} (and seconds, best), found {', '.join(map(str, history.columns))}"
+            )
+        result[str(name)] = history
+    return result
+
+
+def is_labelled(tables: Mapping[str, pd.DataFrame]) -> bool:
+    """Whether every score table carries a ``label`` column (1 = anomalous, 0 = normal)."""
+    return bool(tables) and all("label" in table.columns for table in tables.values())
+
+
+def score_columns(table: pd.DataFrame) -> list[str]:
+    """The anomaly-sign score columns of a table, primary score first, then in table order."""
+    primary = table.attrs.get("primary_score", "anomaly_score")
+    columns = [primary] if primary in table.columns else []
+    columns += [column for column in table.columns
+                if column in SCORE_COLUMNS and column not in SIGNED_COPIES and column not in columns]
+    return columns
+
+
+def evaluated_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the evaluated (``test``) split."""
+    return table[table["split"].astype(str) == EVALUATED_SPLIT]
+
+
+def finite_scores(scores: np.ndarray) -> np.ndarray:
+    """Scores as float64 with +-inf replaced by the largest finite values (order is kept)."""
+    values = np.asarray(scores, dtype=np.float64)
+    limit = np.finfo(np.float64).max
+    return np.nan_to_num(values, nan=np.nan, posinf=limit, neginf=-limit)
+
+
+def detection_aucs(labels: np.ndarray, scores: np.ndarray) -> tuple[float | None, float | None]:
+    """ROC AUC and average precision of ``scores`` (higher = anomalous) against 0/1 ``labels``.
+
+    Rows with a NaN score are left out. Returns ``(None, None)`` when the remaining rows do not
+    hold both classes, since neither AUC is defined then.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    labels = np.asarray(labels).astype(np.int64)
+    values = finite_scores(scores)
+    keep = ~np.isnan(values)
+    labels, values = labels[keep], values[keep]
+    if labels.size == 0 or np.unique(labels).size < 2:
+        return None, None
+    return float(roc_auc_score(labels, values)), float(average_precision_score(labels, values))
+
+
+def model_metrics(table: pd.DataFrame, *, labelled: bool) -> dict:
+    """Metrics of one model: kind, primary score, test counts and AUCs of every score column."""
+    rows = evaluated_rows(table)
+    labels = rows["label"].to_numpy() if labelled else None
+    per_score: dict[str, dict[str, float | None]] = {}
+    for column in score_columns(table):
+        roc, pr = detection_aucs(labels, rows[column].to_numpy()) if labelled else (None, None)
+        per_score[column] = {"roc_auc": roc, "pr_auc": pr}
+    roc, pr = detection_aucs(labels, rows["anomaly_score"].to_numpy()) if labelled else (None, None)
+    return {
+        "kind": table.attrs.get("model_kind"),
+        "primary_score": table.attrs.get("primary_score"),
+        "n_test": int(len(rows)),
+        "n_anomalous_test": int((labels == 1).sum()) if labelled else None,
+        "roc_auc": roc,
+        "pr_auc": pr,
+        "scores": per_score,
+    }
+
+
+def compute_metrics(tables: Mapping[str, pd.DataFrame], *, dataset: str, run_name: str) -> dict:
+    """The ``metrics.json`` payload: every model's AUCs on the test split (null without labels)."""
+    labelled = is_labelled(tables)
+    return {
+        "format_version": FORMAT_VERSIONS["metrics"],
+        "dataset": dataset,
+        "run_name": run_name,
+        "evaluated_on": f"{EVALUATED_SPLIT} split",
+        "labelled": labelled,
+        "models": {name: model_metrics(table, labelled=labelled) for name, table in tables.items()},
+    }
+
+
+def best_models(metrics: dict) -> dict[str, set[str]]:
+    """For ``roc_auc`` and ``pr_auc``: the model(s) with the highest value (empty without labels)."""
+    best: dict[str, set[str]] = {}
+    for key in ("roc_auc", "pr_auc"):
+        values = {name: entry[key] for name, entry in metrics["models"].items()
+                  if entry[key] is not None and not math.isnan(entry[key])}
+        top = max(values.values(), default=None)
+        best[key] = {name for name, value in values.items() if top is not None and math.isclose(value, top)}
+    return best
+
+
+def reference_model(tables: Mapping[str, pd.DataFrame]) -> str:
+    """The model that ranks the top-spectra table: the first VAE, else the first deep model, else the first."""
+    for kinds in (("vae",), ("vae", "autoencoder")):
+        for name, table in tables.items():
+            if table.attrs.get("model_kind") in kinds:
+                return name
+    return next(iter(tables))
+
+
+def top_spectra_table(tables: Mapping[str, pd.DataFrame], *, n: int = 20) -> tuple[str, pd.DataFrame]:
+    """The ``n`` most anomalous spectra by the reference model, with metadata and every model's score.
+
+    Returns the reference model's name and a table with ``rank``, ``spectrum_id``, ``split``, the
+    metadata columns present among ``run``, ``lumisection``, ``source_object``, ``label``, and one
+    ``anomaly_score (<model>)`` column per model (joined on ``spectrum_id``; NaN where a model lacks it).
+    """
+    reference = reference_model(tables)
+    table = tables[reference]
+    order = np.argsort(-finite_scores(table["anomaly_score"].to_numpy()), kind="stable")
+    order = order[~np.isnan(table["anomaly_score"].to_numpy(dtype=np.float64)[order])][:n]
+    keep = [c for c in ("spectrum_id", "split", "run", "lumisection", "source_object", "label") if c in table.columns]
+    top = table.iloc[order][keep].reset_index(drop=True)
+    top.insert(0, "rank", np.arange(1, len(top) + 1))
+    for name, other in tables.items():
+        by_id = other.drop_duplicates("spectrum_id").set_index("spectrum_id")["anomaly_score"]
+        top[f"anomaly_score ({name})"] = top["spectrum_id"].map(by_id)
+    return reference, top
