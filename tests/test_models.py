@@ -19,7 +19,6 @@ from spectral_anomaly.normalize import SpectrumNormalizer
 from spectral_anomaly.score import score_deep_model
 from spectral_anomaly.train import load_model, save_checkpoint, train_model
 
-
 # --------------------------------------------------------------------------------------------
 # KL divergence and Gaussian likelihood
 # --------------------------------------------------------------------------------------------

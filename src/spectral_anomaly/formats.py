@@ -7,7 +7,11 @@ one with a message saying which package version to install, instead of misreadin
 
 from __future__ import annotations
 
-from .exceptions import FormatVersionError
+import json
+import os
+from typing import Any
+
+from .exceptions import FormatVersionError, InputFileError
 
 #: kind of file -> format version written by this package version
 FORMAT_VERSIONS: dict[str, int] = {
@@ -38,3 +42,19 @@ def check_format_version(found: object, *, kind: str, path: object) -> int:
             f"spectral_anomaly understands (up to {known}). Upgrade spectral_anomaly to read it."
         )
     return version
+
+
+def read_versioned_json(path: str | os.PathLike[str], *, kind: str, step: str) -> dict[str, Any]:
+    """Read a JSON file the workflow's ``step`` wrote, refusing a missing, corrupt or newer one."""
+    what = kind.replace("_", " ")
+    try:
+        with open(path) as stream:
+            payload = json.load(stream)
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: {what} file not found; run the workflow's {step} step") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputFileError(f"{path}: corrupt {what} file ({error}); delete it and rerun the workflow") from None
+    if not isinstance(payload, dict):
+        raise InputFileError(f"{path}: not a {what} file (expected a JSON object); delete it and rerun the workflow")
+    check_format_version(payload.get("format_version"), kind=kind, path=path)
+    return payload

@@ -16,15 +16,14 @@ the scikit-learn convention: ``fit`` returns self, learned state ends in ``_``.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import numpy as np
 
 from .atomic import write_json
-from .exceptions import ConfigError, InputFileError, InvalidSpectraError
-from .formats import FORMAT_VERSIONS, check_format_version
+from .exceptions import ConfigError, InvalidSpectraError
+from .formats import FORMAT_VERSIONS, read_versioned_json
 
 STEPS = ("unit_integral", "log1p", "standardize", "center_maxabs")
 
@@ -138,11 +137,4 @@ def write_normalizer(normalizer: SpectrumNormalizer, path: str | os.PathLike[str
 
 
 def read_normalizer(path: str | os.PathLike[str]) -> SpectrumNormalizer:
-    try:
-        payload = json.loads(open(path).read())
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: normalization file not found; run the workflow's normalize step") from None
-    except json.JSONDecodeError as error:
-        raise InputFileError(f"{path}: corrupt normalization file ({error}); delete it and rerun the workflow") from None
-    check_format_version(payload.get("format_version"), kind="normalization", path=path)
-    return SpectrumNormalizer.from_dict(payload)
+    return SpectrumNormalizer.from_dict(read_versioned_json(path, kind="normalization", step="normalize"))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
 from .atomic import write_json
-from .exceptions import ConfigError, InputFileError, InvalidSpectraError
-from .formats import FORMAT_VERSIONS, check_format_version
+from .exceptions import ConfigError, InvalidSpectraError
+from .formats import FORMAT_VERSIONS, read_versioned_json
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -84,11 +83,5 @@ def write_split(split: dict[str, np.ndarray], path: str | os.PathLike[str], *, d
 
 
 def read_split(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    try:
-        payload = json.loads(open(path).read())
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: split file not found; run the workflow's split step") from None
-    except json.JSONDecodeError as error:
-        raise InputFileError(f"{path}: corrupt split file ({error}); delete it and rerun the workflow") from None
-    check_format_version(payload.get("format_version"), kind="split", path=path)
+    payload = read_versioned_json(path, kind="split", step="split")
     return {name: np.asarray(payload[name], dtype=np.int64) for name in SPLIT_NAMES}

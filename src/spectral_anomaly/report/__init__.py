@@ -22,8 +22,8 @@ from ..exceptions import ConfigError
 from .figures import (
     FIGURE_NAMES,
     latent_space_figure,
-    roc_figure,
     render_png,
+    roc_figure,
     score_distribution_figure,
     top_anomalies_figure,
     training_curves_figure,
