@@ -9,7 +9,8 @@ from spectral_anomaly.cli import main
 
 def _config(tmp_path, datasets):
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"run_name": "t", "datasets": datasets, "models": {}}))
+    path.write_text(yaml.safe_dump({"run_name": "t", "datasets": datasets, "models": {},
+                                    "normalization": {"steps": ["unit_integral", "standardize"]}}))
     return str(path)
 
 

@@ -27,7 +27,7 @@ def default_run(tmp_path_factory):
     config["training"]["device"] = "cpu"
     dataset = "demo_hdf5"
     stages.run_demo(config, hdf5_path=out / "spectra.h5", root_path=out / "spectra.root")
-    stages.run_ingest(config, dataset, input_path=out / "spectra.h5", output=out / "data.h5")
+    stages.run_ingest(config, dataset, input_paths=[out / "spectra.h5"], output=out / "data.h5")
     stages.run_split(config, dataset, data_path=out / "data.h5", output=out / "split.json")
     stages.run_normalize(config, dataset, data_path=out / "data.h5", split_path=out / "split.json", output=out / "norm.json")
     common = {"data_path": out / "data.h5", "split_path": out / "split.json"}

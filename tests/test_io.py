@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from spectral_anomaly.data import CanonicalSpectra, read_canonical, write_canonical
-from spectral_anomaly.demo import ANOMALY_KINDS, generate_demo_spectra, write_demo_hdf5, write_demo_root
+from spectral_anomaly.demo import (
+    ANOMALY_KINDS,
+    generate_demo_spectra,
+    write_demo_hdf5,
+    write_demo_root,
+)
 from spectral_anomaly.exceptions import (
     ConfigError,
     FormatVersionError,
@@ -18,10 +25,17 @@ from spectral_anomaly.exceptions import (
     InvalidSpectraError,
     ObjectNotFoundError,
 )
-from spectral_anomaly.ingest import ingest_dataset
+from spectral_anomaly.ingest import ingest_to_store
 from spectral_anomaly.io import read_raw_spectra
 
 PANDAS = {"format": "pandas_hdf5", "key": "data"}
+
+
+def ingest_dataset(name, dataset, *, path):
+    """Ingest one file through the streaming ingestion and read the store back."""
+    output = Path(tempfile.mkdtemp()) / "store.h5"
+    ingest_to_store(name, dataset, paths=[path], output=output)
+    return read_canonical(output)
 
 
 def _to_hdf(frame: pd.DataFrame, path, key: str = "data") -> None:
@@ -103,7 +117,7 @@ def test_missing_file_raises_input_file_error(tmp_path):
 
 def test_unknown_format_raises_config_error(pandas_file):
     with pytest.raises(ConfigError, match="hdf5_array"):
-        read_raw_spectra(pandas_file[0], {"format": "csv"})
+        read_raw_spectra(pandas_file[0], {"format": "fits"})
 
 
 def test_random_bytes_raise_input_file_error(tmp_path, rng):

@@ -14,7 +14,11 @@ from spectral_anomaly.formats import FORMAT_VERSIONS
 from spectral_anomaly.models import build_model
 from spectral_anomaly.models.autoencoder import Autoencoder
 from spectral_anomaly.models.pca import PCABaseline
-from spectral_anomaly.models.vae import VariationalAutoencoder, gaussian_log_likelihood, kl_to_standard_normal
+from spectral_anomaly.models.vae import (
+    VariationalAutoencoder,
+    gaussian_log_likelihood,
+    kl_to_standard_normal,
+)
 from spectral_anomaly.normalize import SpectrumNormalizer
 from spectral_anomaly.score import score_deep_model
 from spectral_anomaly.train import load_model, save_checkpoint, train_model

@@ -7,9 +7,19 @@ import json
 import numpy as np
 import pytest
 
-from spectral_anomaly.exceptions import ConfigError, FormatVersionError, InputFileError, InvalidSpectraError
+from spectral_anomaly.exceptions import (
+    ConfigError,
+    FormatVersionError,
+    InputFileError,
+    InvalidSpectraError,
+)
 from spectral_anomaly.formats import FORMAT_VERSIONS
-from spectral_anomaly.normalize import STEPS, SpectrumNormalizer, read_normalizer, write_normalizer
+from spectral_anomaly.normalize import (
+    STEPS,
+    SpectrumNormalizer,
+    read_normalizer,
+    write_normalizer,
+)
 
 CHAINS = [
     ["unit_integral"],

@@ -21,7 +21,11 @@ from spectral_anomaly.report.figures import (
     top_anomalies_figure,
     training_curves_figure,
 )
-from spectral_anomaly.report.metrics import read_histories, read_score_tables, top_spectra_table
+from spectral_anomaly.report.metrics import (
+    read_histories,
+    read_score_tables,
+    top_spectra_table,
+)
 from spectral_anomaly.score import write_scores
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

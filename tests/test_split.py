@@ -7,7 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from spectral_anomaly.exceptions import ConfigError, FormatVersionError, InputFileError, InvalidSpectraError
+from spectral_anomaly.exceptions import (
+    ConfigError,
+    FormatVersionError,
+    InputFileError,
+    InvalidSpectraError,
+)
 from spectral_anomaly.formats import FORMAT_VERSIONS
 from spectral_anomaly.split import make_split, read_split, split_labels, write_split
 

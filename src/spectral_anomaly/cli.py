@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     write_config.add_argument("--json", required=True, help="the effective config as a JSON string")
     write_config.add_argument("--output", required=True)
     _add(sub, "demo", "generate the built-in demo spectra as HDF5 and ROOT", "hdf5", "root", dataset=False)
-    _add(sub, "ingest", "read a raw file into the canonical store", "input", "output")
+    ingest = _add(sub, "ingest", "stream raw files into the canonical store", "output")
+    ingest.add_argument("--input", nargs="+", required=True, help="raw file(s) of the dataset, concatenated in order")
+    ingest.add_argument("--checksums", default="{}", help="JSON mapping of raw file to sha256, to skip hashing again")
     _add(sub, "split", "split spectra into train, validation and test", "data", "output")
     _add(sub, "normalize", "fit the normalization on the training split", "data", "split", "output")
     _add(sub, "train", "train one model", "data", "split", "normalization", "model_file", "history", "summary", model=True)
@@ -61,7 +63,8 @@ def run(args: argparse.Namespace) -> None:
     if args.command == "demo":
         stages.run_demo(config, hdf5_path=args.hdf5, root_path=args.root)
     elif args.command == "ingest":
-        stages.run_ingest(config, args.dataset, input_path=args.input, output=args.output)
+        stages.run_ingest(config, args.dataset, input_paths=args.input, output=args.output,
+                          checksums=json.loads(args.checksums))
     elif args.command == "split":
         stages.run_split(config, args.dataset, data_path=args.data, output=args.output)
     elif args.command == "normalize":

@@ -4,8 +4,10 @@ Layout (format version in the root attribute ``format_version``):
 
 - ``X``: float32 ``(n_spectra, n_bins)``, chunked by whole rows, uncompressed (fast to read);
 - ``bin_edges``: float64 ``(n_bins + 1,)``;
+- ``variances``: float32 like ``X``, only where the input had per-bin variances (ROOT ``Sumw2``);
 - ``metadata/<column>``: one value per spectrum (``spectrum_id``, ``source_file``,
-  ``source_object``, ``entry`` and whatever the reader found), column order in attribute ``columns``;
+  ``source_object``, ``entry`` and whatever the reader found), column order in attribute
+  ``columns``; text columns are stored as integer codes with their ``categories``;
 - ``label``: int8, 1 = anomalous, 0 = normal (only where the dataset configures a label);
 - attributes ``dataset``, ``source_sha256`` (JSON: file -> sha256), ``n_dropped_nonfinite``.
 """
@@ -15,15 +17,17 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path
-from .exceptions import InputFileError
+from .exceptions import ConfigError, InputFileError, SpectralAnomalyError
 from .formats import FORMAT_VERSIONS, check_format_version
 
-ROWS_PER_CHUNK = 10_000
+#: bytes of one HDF5 chunk of X (whole rows): large enough to read at full speed
+CHUNK_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -37,6 +41,7 @@ class CanonicalSpectra:
     labels: np.ndarray | None = None
     source_sha256: dict[str, str] = field(default_factory=dict)
     n_dropped_nonfinite: int = 0
+    variances: np.ndarray | None = None
 
     @property
     def n_spectra(self) -> int:
@@ -47,29 +52,55 @@ class CanonicalSpectra:
         return int(self.X.shape[1])
 
 
+def rows_per_chunk(n_bins: int) -> int:
+    """Rows of one stored chunk of float32 spectra of ``n_bins`` bins."""
+    return max(1, CHUNK_BYTES // (4 * n_bins))
+
+
+def create_spectra_dataset(handle: Any, name: str, *, n_rows: int, n_bins: int) -> Any:
+    """An empty float32 ``(n_rows, n_bins)`` dataset, chunked by whole rows and resizable in rows."""
+    chunk = (max(1, min(n_rows, rows_per_chunk(n_bins))), n_bins)
+    return handle.create_dataset(name, shape=(n_rows, n_bins), maxshape=(None, n_bins), chunks=chunk, dtype=np.float32)
+
+
+def write_store_contents(
+    handle: Any, *, dataset: str, bin_edges: np.ndarray, metadata: pd.DataFrame, labels: np.ndarray | None,
+    source_sha256: dict[str, str], n_dropped_nonfinite: int,
+) -> None:
+    """Everything of a canonical store but ``X`` (and ``variances``)."""
+    handle.attrs["format_version"] = FORMAT_VERSIONS["canonical_store"]
+    handle.attrs["dataset"] = dataset
+    handle.attrs["source_sha256"] = json.dumps(source_sha256)
+    handle.attrs["n_dropped_nonfinite"] = int(n_dropped_nonfinite)
+    handle.create_dataset("bin_edges", data=np.asarray(bin_edges, dtype=np.float64))
+    group = handle.create_group("metadata")
+    group.attrs["columns"] = json.dumps([str(c) for c in metadata.columns])
+    for column in metadata.columns:
+        values = metadata[column]
+        if values.dtype.kind in "biuf":
+            group.create_dataset(str(column), data=values.to_numpy())
+        else:  # text: integer codes plus the list of distinct values (fast for millions of rows)
+            codes, categories = pd.factorize(values.astype(str), sort=False)
+            stored = group.create_dataset(str(column), data=codes.astype(np.int32))
+            stored.attrs["categories"] = json.dumps([str(c) for c in categories])
+    if labels is not None:
+        handle.create_dataset("label", data=np.asarray(labels, dtype=np.int8))
+
+
 def write_canonical(spectra: CanonicalSpectra, path: str | os.PathLike[str]) -> None:
-    """Write ``spectra`` to ``path`` atomically."""
+    """Write in-memory ``spectra`` to ``path`` atomically (ingestion streams instead)."""
     import h5py
 
-    X = np.ascontiguousarray(spectra.X, dtype=np.float32)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
-        handle.attrs["format_version"] = FORMAT_VERSIONS["canonical_store"]
-        handle.attrs["dataset"] = spectra.dataset
-        handle.attrs["source_sha256"] = json.dumps(spectra.source_sha256)
-        handle.attrs["n_dropped_nonfinite"] = int(spectra.n_dropped_nonfinite)
-        chunk_rows = max(1, min(len(X), ROWS_PER_CHUNK))
-        handle.create_dataset("X", data=X, chunks=(chunk_rows, X.shape[1]))
-        handle.create_dataset("bin_edges", data=np.asarray(spectra.bin_edges, dtype=np.float64))
-        group = handle.create_group("metadata")
-        group.attrs["columns"] = json.dumps([str(c) for c in spectra.metadata.columns])
-        for column in spectra.metadata.columns:
-            values = spectra.metadata[column].to_numpy()
-            if values.dtype.kind in "OUS":
-                group.create_dataset(str(column), data=values.astype(str).astype(object), dtype=h5py.string_dtype())
-            else:
-                group.create_dataset(str(column), data=values)
-        if spectra.labels is not None:
-            handle.create_dataset("label", data=np.asarray(spectra.labels, dtype=np.int8))
+        X = create_spectra_dataset(handle, "X", n_rows=spectra.n_spectra, n_bins=spectra.n_bins)
+        X[...] = np.asarray(spectra.X, dtype=np.float32)
+        if spectra.variances is not None:
+            variances = create_spectra_dataset(handle, "variances", n_rows=spectra.n_spectra, n_bins=spectra.n_bins)
+            variances[...] = np.asarray(spectra.variances, dtype=np.float32)
+        write_store_contents(
+            handle, dataset=spectra.dataset, bin_edges=spectra.bin_edges, metadata=spectra.metadata,
+            labels=spectra.labels, source_sha256=spectra.source_sha256, n_dropped_nonfinite=spectra.n_dropped_nonfinite,
+        )
 
 
 def read_canonical(path: str | os.PathLike[str], *, load_X: bool = True) -> CanonicalSpectra:
@@ -82,25 +113,51 @@ def read_canonical(path: str | os.PathLike[str], *, load_X: bool = True) -> Cano
         with h5py.File(path, "r") as handle:
             check_format_version(handle.attrs.get("format_version"), kind="canonical_store", path=path)
             columns = json.loads(handle["metadata"].attrs["columns"])
-            metadata = pd.DataFrame(
-                {c: _decode_column(handle["metadata"][c][()]) for c in columns}, columns=columns
-            )
+            metadata = pd.DataFrame({c: _read_column(handle["metadata"][c]) for c in columns}, columns=columns)
+            n_bins = handle["X"].shape[1]
             return CanonicalSpectra(
                 dataset=str(handle.attrs["dataset"]),
-                X=handle["X"][()] if load_X else np.empty((len(metadata), handle["X"].shape[1]), np.float32),
+                X=handle["X"][()] if load_X else np.empty((len(metadata), n_bins), np.float32),
                 bin_edges=handle["bin_edges"][()],
                 metadata=metadata,
                 labels=handle["label"][()] if "label" in handle else None,
                 source_sha256=json.loads(handle.attrs["source_sha256"]),
                 n_dropped_nonfinite=int(handle.attrs["n_dropped_nonfinite"]),
+                variances=handle["variances"][()] if load_X and "variances" in handle else None,
             )
-    except (OSError, KeyError) as error:
+    except SpectralAnomalyError:
+        raise
+    except (OSError, KeyError, ValueError) as error:
         raise InputFileError(
             f"{path}: not a complete canonical store ({error}); delete it and rerun the workflow to rebuild it"
         ) from None
 
 
-def _decode_column(values: np.ndarray) -> np.ndarray:
+def _read_column(stored: Any) -> np.ndarray:
+    values = stored[()]
+    if "categories" in stored.attrs:
+        categories = np.array(json.loads(stored.attrs["categories"]), dtype=object)
+        return categories[values]
     if values.dtype.kind in "OS":
         return np.array([v.decode() if isinstance(v, bytes) else v for v in values], dtype=object)
+    return values
+
+
+def evaluate_metadata_expression(metadata: pd.DataFrame, expression: str, *, dataset: str, key: str) -> np.ndarray:
+    """Evaluate a boolean expression over metadata columns (e.g. ``y == 0``), one value per spectrum."""
+    try:
+        result = metadata.eval(expression, engine="python")
+    except (pd.errors.UndefinedVariableError, NameError, KeyError) as error:
+        raise ConfigError(
+            f"dataset {dataset!r}: {key} {expression!r} refers to an unknown column ({error}); "
+            f"metadata columns: {', '.join(map(str, metadata.columns))}"
+        ) from None
+    except (SyntaxError, ValueError, TypeError, AttributeError) as error:
+        raise ConfigError(f"dataset {dataset!r}: {key} {expression!r} is not a valid expression: {error}") from None
+    values = np.asarray(result)
+    if values.shape != (len(metadata),) or values.dtype != bool:
+        raise ConfigError(
+            f"dataset {dataset!r}: {key} {expression!r} must give one true/false value per spectrum "
+            f"(e.g. 'anomaly_kind != 0'), got dtype {values.dtype} and shape {values.shape}"
+        )
     return values

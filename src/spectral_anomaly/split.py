@@ -21,12 +21,15 @@ def make_split(
     test_fraction: float,
     seed: int,
     train_on: str = "all",
+    trainable: np.ndarray | None = None,
     dataset: str = "",
 ) -> dict[str, np.ndarray]:
     """Split spectrum indices into train, validation and test, reproducibly for a seed.
 
-    With ``train_on='normal'`` only spectra labelled normal go to train and validation; every
-    labelled anomaly goes to test, alongside the held-out share of normal spectra.
+    Only spectra in the training pool go to train and validation: with ``train_on='normal'``
+    those labelled normal, and where ``trainable`` (a boolean mask, from the dataset's
+    ``train_selection``) is given, only those it marks. Every other spectrum goes to test,
+    alongside the held-out share of the pool.
     """
     if train_on not in ("all", "normal"):
         raise ConfigError(f"split.train_on must be 'all' or 'normal', got {train_on!r}")
@@ -42,12 +45,12 @@ def make_split(
                 f"dataset {dataset!r}: split.train_on is 'normal' but the dataset has no anomaly_label; "
                 "configure one or use train_on: all"
             )
-        pool = np.flatnonzero(labels == 0)
-        always_test = np.flatnonzero(labels != 0)
+        in_pool = labels == 0
     else:
-        pool = np.arange(n_spectra)
-        always_test = np.array([], dtype=np.int64)
-    pool = rng.permutation(pool)
+        in_pool = np.ones(n_spectra, dtype=bool)
+    if trainable is not None:
+        in_pool &= trainable
+    pool, always_test = rng.permutation(np.flatnonzero(in_pool)), np.flatnonzero(~in_pool)
     n_val = int(round(validation_fraction * len(pool)))
     n_test = int(round(test_fraction * len(pool)))
     n_train = len(pool) - n_val - n_test

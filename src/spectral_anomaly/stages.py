@@ -18,7 +18,7 @@ import numpy as np
 
 from .atomic import atomic_path, write_json
 from .config import dataset_config, model_config
-from .data import read_canonical
+from .data import evaluate_metadata_expression, read_canonical
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
@@ -36,10 +36,16 @@ def run_demo(config: dict[str, Any], *, hdf5_path: PathLike, root_path: PathLike
         write_demo_root(demo, tmp)
 
 
-def run_ingest(config: dict[str, Any], dataset: str, *, input_path: PathLike, output: PathLike) -> None:
-    from .ingest import ingest_to_store
+def run_ingest(
+    config: dict[str, Any], dataset: str, *, input_paths: list[PathLike], output: PathLike,
+    checksums: dict[str, str] | None = None,
+) -> None:
+    """Stream the dataset's raw files into its canonical store."""
+    from .ingest import STEPS_NEEDING_COUNTS, ingest_to_store
 
-    ingest_to_store(dataset, dataset_config(config, dataset), path=input_path, output=output)
+    require_counts = any(step in STEPS_NEEDING_COUNTS for step in config["normalization"]["steps"])
+    ingest_to_store(dataset, dataset_config(config, dataset), paths=input_paths, output=output,
+                    checksums=checksums, require_counts=require_counts)
 
 
 def run_split(config: dict[str, Any], dataset: str, *, data_path: PathLike, output: PathLike) -> None:
@@ -47,9 +53,15 @@ def run_split(config: dict[str, Any], dataset: str, *, data_path: PathLike, outp
 
     spectra = read_canonical(data_path, load_X=False)
     options = config["split"]
+    selection = dataset_config(config, dataset).get("train_selection")
+    trainable = (
+        evaluate_metadata_expression(spectra.metadata, selection, dataset=dataset, key="train_selection")
+        if selection else None
+    )
     split = make_split(
         spectra.n_spectra, labels=spectra.labels, validation_fraction=options["validation_fraction"],
-        test_fraction=options["test_fraction"], seed=options["seed"], train_on=options["train_on"], dataset=dataset,
+        test_fraction=options["test_fraction"], seed=options["seed"], train_on=options["train_on"],
+        trainable=trainable, dataset=dataset,
     )
     log.info("dataset %s: %s", dataset, ", ".join(f"{name} {len(idx)}" for name, idx in split.items()))
     write_split(split, output, dataset=dataset, seed=options["seed"], train_on=options["train_on"])

@@ -1,7 +1,13 @@
 # Shared helpers: the result version, raw input paths and the final targets.
 # Input functions are named here, not written as lambdas in the rules.
 import json
+import sys
 
+# Jobs call the spectral-anomaly program installed beside the Python running Snakemake, so the
+# pipeline works from an unactivated virtual environment (.venv/bin/snakemake) too.
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+
+from spectral_anomaly.io import expand_input_paths
 from spectral_anomaly.provenance import cached_sha256, canonical_json, result_version_name
 
 DEMO_PREFIX = "demo://"
@@ -11,9 +17,9 @@ MODELS = list(config["models"])
 RESULTS_DIR = config["results_dir"]
 
 
-def raw_input_checksums():
-    """sha256 of every raw input file that is not generated demo data (cached by size and mtime)."""
-    checksums = {}
+def raw_input_files():
+    """Raw files of every dataset: the configured path, or every match of a glob pattern."""
+    files = {}
     for name, dataset in config["datasets"].items():
         path = dataset["path"]
         if path.startswith(DEMO_PREFIX):
@@ -22,13 +28,29 @@ def raw_input_checksums():
                     f"dataset {name!r}: unknown demo file {path!r}; valid: "
                     + ", ".join(DEMO_PREFIX + f for f in sorted(DEMO_FILES))
                 )
+            files[name] = [f"{{OUT}}/demo/{path[len(DEMO_PREFIX):]}"]
             continue
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"dataset {name!r}: input file {path!r} not found (working directory {os.getcwd()})")
-        checksums[path] = cached_sha256(path, cache_file=os.path.join(RESULTS_DIR, ".checksum-cache.json"))
-    return checksums
+        files[name] = expand_input_paths(path)
+        for file in files[name]:
+            if not os.path.isfile(file):
+                raise FileNotFoundError(
+                    f"dataset {name!r}: input file {file!r} not found (working directory {os.getcwd()})"
+                )
+    return files
 
 
+def raw_input_checksums():
+    """sha256 of every raw input file that is not generated demo data (cached by size and mtime)."""
+    cache = os.path.join(RESULTS_DIR, ".checksum-cache.json")
+    return {
+        file: cached_sha256(file, cache_file=cache)
+        for files in RAW_FILES.values()
+        for file in files
+        if not file.startswith("{OUT}")
+    }
+
+
+RAW_FILES = raw_input_files()
 INPUT_CHECKSUMS = raw_input_checksums()
 VERSION = result_version_name(config, INPUT_CHECKSUMS)
 OUT = f"{RESULTS_DIR}/{VERSION}"
@@ -40,12 +62,14 @@ wildcard_constraints:
     model="|".join(MODELS),
 
 
-def raw_input(wildcards):
-    """The raw file of a dataset: the generated demo file, or the configured path."""
-    path = config["datasets"][wildcards.dataset]["path"]
-    if path.startswith(DEMO_PREFIX):
-        return f"{OUT}/demo/{path[len(DEMO_PREFIX):]}"
-    return path
+def raw_inputs(wildcards):
+    """The raw files of a dataset: the generated demo file, or the configured file(s)."""
+    return [file.format(OUT=OUT) for file in RAW_FILES[wildcards.dataset]]
+
+
+def raw_input_checksums_json(wildcards):
+    """Checksums of the dataset's raw files, computed once at start, so ingestion need not hash again."""
+    return json.dumps({f: INPUT_CHECKSUMS[f] for f in RAW_FILES[wildcards.dataset] if f in INPUT_CHECKSUMS})
 
 
 def effective_config_json():

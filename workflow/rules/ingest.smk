@@ -27,13 +27,15 @@ rule demo_data:
 rule ingest:
     input:
         config=RUN_CONFIG,
-        raw=raw_input,
+        raw=raw_inputs,
     output:
         f"{OUT}/data/{{dataset}}.h5",
+    params:
+        checksums=raw_input_checksums_json,
     log:
         f"{OUT}/logs/ingest/{{dataset}}.log",
     benchmark:
         f"{OUT}/benchmarks/ingest/{{dataset}}.tsv"
     shell:
         "spectral-anomaly ingest --config {input.config:q} --dataset {wildcards.dataset}"
-        " --input {input.raw:q} --output {output:q} > {log:q} 2>&1"
+        " --input {input.raw:q} --checksums {params.checksums:q} --output {output:q} > {log:q} 2>&1"

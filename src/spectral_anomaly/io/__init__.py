@@ -1,34 +1,68 @@
-"""Readers that turn raw files into :class:`RawSpectra`, one reader per file format.
+"""Readers that open raw files as :class:`RawSpectra`, one reader per file format.
 
-A reader takes the file path and the dataset's config section and returns counts
-``(n_spectra, n_bins)``, bin edges and per-spectrum metadata. Formats are chosen by the
-dataset's ``format`` key; :data:`READERS` lists them.
+:func:`open_raw_spectra` is a context manager: HDF5 readers keep the file open and read rows on
+demand, so ingestion streams files larger than memory; the ROOT and CSV readers load their
+(small) objects whole. Formats are chosen by the dataset's ``format`` key; :data:`FORMATS`
+lists them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..exceptions import ConfigError
-from .hdf5 import read_hdf5_array, read_pandas_hdf5
+from ..exceptions import ConfigError, InputFileError
+from .csv import read_csv_spectra
+from .hdf5 import open_hdf5_array, open_pandas_hdf5
 from .raw import RawSpectra
-from .root import read_root_histograms
+from .root import read_root_histograms, read_root_tree_array, read_root_tree_flat
 
-READERS: dict[str, Callable[[str | os.PathLike[str], dict[str, Any]], RawSpectra]] = {
-    "pandas_hdf5": read_pandas_hdf5,
-    "hdf5_array": read_hdf5_array,
-    "root_th1": read_root_histograms,
+_LAZY_READERS: dict[str, Callable[[Any, dict[str, Any]], contextlib.AbstractContextManager[RawSpectra]]] = {
+    "pandas_hdf5": open_pandas_hdf5,
+    "hdf5_array": open_hdf5_array,
 }
+_EAGER_READERS: dict[str, Callable[[Any, dict[str, Any]], RawSpectra]] = {
+    "csv": read_csv_spectra,
+    "root_th1": read_root_histograms,
+    "root_tree_array": read_root_tree_array,
+    "root_tree_flat": read_root_tree_flat,
+}
+FORMATS = tuple(sorted({*_LAZY_READERS, *_EAGER_READERS}))
+
+
+@contextlib.contextmanager
+def open_raw_spectra(path: str | os.PathLike[str], dataset: dict[str, Any]) -> Iterator[RawSpectra]:
+    """Open ``path`` with the reader that the dataset's ``format`` names."""
+    fmt = dataset.get("format")
+    if fmt in _LAZY_READERS:
+        with _LAZY_READERS[fmt](path, dataset) as raw:
+            yield raw
+    elif fmt in _EAGER_READERS:
+        yield _EAGER_READERS[fmt](path, dataset)
+    else:
+        raise ConfigError(f"unknown dataset format {fmt!r}; valid formats: {', '.join(FORMATS)}")
 
 
 def read_raw_spectra(path: str | os.PathLike[str], dataset: dict[str, Any]) -> RawSpectra:
-    """Read ``path`` with the reader that the dataset's ``format`` names."""
-    fmt = dataset.get("format")
-    if fmt not in READERS:
-        raise ConfigError(f"unknown dataset format {fmt!r}; valid formats: {', '.join(sorted(READERS))}")
-    return READERS[fmt](path, dataset)
+    """Read ``path`` whole into memory (for small files and interactive use; ingestion streams)."""
+    import numpy as np
+
+    with open_raw_spectra(path, dataset) as raw:
+        counts = np.asarray(raw.counts[0 : raw.n_spectra])
+        return RawSpectra(counts=counts, bin_edges=raw.bin_edges, metadata=raw.metadata, variances=raw.variances)
 
 
-__all__ = ["READERS", "RawSpectra", "read_raw_spectra"]
+def expand_input_paths(pattern: str) -> list[str]:
+    """The files a dataset's ``path`` names: itself, or every match of a glob pattern, sorted."""
+    if not glob.has_magic(pattern):
+        return [pattern]
+    paths = sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
+    if not paths:
+        raise InputFileError(f"{pattern}: no file matches this pattern (working directory {os.getcwd()})")
+    return paths
+
+
+__all__ = ["FORMATS", "RawSpectra", "expand_input_paths", "open_raw_spectra", "read_raw_spectra"]

@@ -1,14 +1,19 @@
-"""HDF5 readers: pandas ``DataFrame.to_hdf`` files and plain 2-D h5py datasets.
+"""HDF5 readers: pandas ``DataFrame.to_hdf`` files (fixed and table format) and 2-D h5py datasets.
 
-pandas files are read with h5py straight from their ``<key>/block<i>_values`` arrays, which is
-about ten times faster than ``pandas.read_hdf`` and never unpickles anything: a pickled object
-column is refused, because unpickling a file runs code from it.
+Both are opened lazily: the reader yields a :class:`RawSpectra` whose ``counts`` reads rows on
+demand while the file is open, so ingestion can stream files larger than memory. pandas files
+are read with h5py straight from their arrays (ten times faster than ``pandas.read_hdf``) and
+nothing in them is ever unpickled as an object: a pickled object column is refused, because
+unpickling a file runs code from it. The only pickles read are pandas' column-name lists, and
+those through an unpickler that can build nothing but plain lists, tuples, strings and numbers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io as _io
 import os
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,12 +27,18 @@ from ..exceptions import (
     SpectralAnomalyError,
     closest_first,
 )
-from .raw import RawSpectra, check_edges, check_spectra_shape, uniform_edges
+from .raw import (
+    RawSpectra,
+    check_edges,
+    check_spectra_shape,
+    source_metadata,
+    uniform_edges,
+)
 
 
 @contextlib.contextmanager
 def open_hdf5(path: str | os.PathLike[str]) -> Iterator[Any]:
-    """Open an HDF5 file read-only, turning h5py's errors into :class:`InputFileError`."""
+    """Open an HDF5 file read-only; h5py's errors for bad files become :class:`InputFileError`."""
     import h5py
 
     if not os.path.exists(path):
@@ -35,14 +46,12 @@ def open_hdf5(path: str | os.PathLike[str]) -> Iterator[Any]:
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
-        raise InputFileError(
-            f"{path}: not a readable HDF5 file (truncated or corrupt?): {error}"
-        ) from None
+        raise InputFileError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {error}") from None
     try:
         yield handle
     except SpectralAnomalyError:
         raise
-    except (OSError, RuntimeError, KeyError, ValueError) as error:  # h5py's errors for damaged internals
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as error:  # damaged internals
         raise InputFileError(f"{path}: damaged HDF5 file (corrupt internal structure?): {error}") from None
     finally:
         handle.close()
@@ -85,92 +94,148 @@ def _decode(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def _pandas_frame_blocks(group: Any, *, path: str | os.PathLike[str], key: str) -> list[tuple[list, Any]]:
-    """The (column names, values dataset) pairs of a pandas fixed-format frame."""
-    pandas_type = group.attrs.get("pandas_type", b"")
-    pandas_type = pandas_type.decode() if isinstance(pandas_type, bytes) else str(pandas_type)
-    if pandas_type == "frame_table":
-        raise InvalidSpectraError(
-            f"{path}: key {key!r} is a pandas 'table' format frame; this reader takes the default "
-            "'fixed' format (DataFrame.to_hdf(..., format='fixed')), or use format 'hdf5_array'"
-        )
-    if pandas_type != "frame":
-        raise InvalidSpectraError(
-            f"{path}: key {key!r} is not a pandas DataFrame (pandas_type={pandas_type or 'none'}); "
-            "for a plain 2-D dataset use format 'hdf5_array'"
-        )
-    blocks = []
-    for i in range(int(group.attrs.get("nblocks", 0))):
-        items_key = f"block{i}_items"
-        names = list(_decode(group[items_key][()])) if items_key in group else []
-        blocks.append((names, group[f"block{i}_values"]))
-    return blocks
+def _attr_text(obj: Any, name: str) -> str:
+    value = obj.attrs.get(name, b"")
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _columns_in_frame_order(group: Any, blocks: list[tuple[list, Any]], *, path: str | os.PathLike[str]) -> np.ndarray:
-    """Join the blocks (pandas groups columns by dtype) back into the frame's column order."""
-    joined = np.concatenate([_read_array(values, path=path) for _, values in blocks], axis=1)
-    if "axis0" not in group or len(blocks) == 1:
-        return joined
-    items = [item for names, _ in blocks for item in names]
-    position = {item: i for i, item in enumerate(items)}
-    order = [position[item] for item in _decode(_read_array(group["axis0"], path=path))]
-    return joined[:, order]
+class _PlainValuesUnpickler(pickle.Unpickler):
+    """Unpickles lists, tuples, strings and numbers only; any class or function is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _column_names(obj: Any, attr: str, *, path: str | os.PathLike[str]) -> list:
+    raw = obj.attrs.get(attr)
+    try:
+        return list(_PlainValuesUnpickler(_io.BytesIO(bytes(raw))).load())
+    except Exception:
+        raise InvalidSpectraError(
+            f"{path}: pandas attribute {obj.name}/{attr} is not a plain list of column names; "
+            "it is not read, because unpickling a file runs code from it"
+        ) from None
 
 
 def _is_pickled(dataset: Any) -> bool:
-    atom = dataset.attrs.get("PSEUDOATOM", b"")
-    return (atom.decode() if isinstance(atom, bytes) else str(atom)) == "object" or dataset.dtype.kind == "O"
+    return _attr_text(dataset, "PSEUDOATOM") == "object" or dataset.dtype.kind == "O"
 
 
-def read_pandas_hdf5(path: str | os.PathLike[str], dataset: dict[str, Any]) -> RawSpectra:
-    """Read spectra from a pandas HDF5 key (one row per spectrum, one column per bin).
+class _FixedFrameColumns:
+    """Lazy rows of a pandas fixed-format frame, its dtype blocks joined in column order."""
 
-    Options: ``key`` (the DataFrame's key, e.g. ``data``), ``metadata_key`` (optional: a second
-    DataFrame with one row per spectrum whose numeric columns become metadata), ``bin_range``.
-    """
-    key = dataset["key"].strip("/")
-    with open_hdf5(path) as handle:
-        group = _get_object(handle, key, path=path, kind="group")
-        blocks = _pandas_frame_blocks(group, path=path, key=key)
-        if not blocks:
+    def __init__(self, group: Any, *, path: str | os.PathLike[str], key: str) -> None:
+        n_blocks = int(group.attrs.get("nblocks", 0))
+        if n_blocks == 0:
             raise InvalidSpectraError(f"{path}: pandas key {key!r} holds no columns")
-        for _, values in blocks:
+        self.blocks = [group[f"block{i}_values"] for i in range(n_blocks)]
+        for values in self.blocks:
             if _is_pickled(values):
                 raise InvalidSpectraError(
                     f"{path}: pandas key {key!r} has a pickled object column ({values.name}); it is not read, "
                     "because unpickling a file runs code from it. Spectra must be numeric columns."
                 )
-        counts = _columns_in_frame_order(group, blocks, path=path)
-        counts = check_spectra_shape(counts, path=path, obj=key)
-        metadata = pd.DataFrame({"source_file": str(path), "source_object": key, "entry": np.arange(len(counts))})
+        n_rows = {values.shape[0] for values in self.blocks}
+        if len(n_rows) != 1 or any(values.ndim != 2 for values in self.blocks):
+            raise InvalidSpectraError(f"{path}: pandas key {key!r} has inconsistent blocks (corrupt file?)")
+        self.order = None
+        if n_blocks > 1:
+            items = [item for i in range(n_blocks) for item in _decode(_read_array(group[f"block{i}_items"], path=path))]
+            position = {item: i for i, item in enumerate(items)}
+            self.order = [position[item] for item in _decode(_read_array(group["axis0"], path=path))]
+        self.shape = (n_rows.pop(), sum(values.shape[1] for values in self.blocks))
+        self.dtype = np.result_type(*[values.dtype for values in self.blocks])
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        if len(self.blocks) == 1:
+            return self.blocks[0][rows]
+        joined = np.concatenate([values[rows] for values in self.blocks], axis=1)
+        return joined[:, self.order]
+
+
+class _TableFrameColumns:
+    """Lazy rows of a pandas table-format frame (a compound ``table`` dataset)."""
+
+    def __init__(self, group: Any, *, path: str | os.PathLike[str], key: str) -> None:
+        self.table = _get_object(group, "table", path=path, kind="dataset")
+        fields = [name for name in self.table.dtype.names if name != "index"]
+        for name in fields:
+            if self.table.dtype[name].base.kind not in "biuf":
+                raise InvalidSpectraError(
+                    f"{path}: pandas key {key!r} has a non-numeric column block {name!r} "
+                    f"(dtype {self.table.dtype[name]}); spectra must be numeric columns"
+                )
+        names = [n for field in fields for n in _column_names(self.table, f"{field}_kind", path=path)]
+        order_axes = _column_names(group, "non_index_axes", path=path)
+        columns = list(order_axes[0][1]) if order_axes else names
+        position = {n: i for i, n in enumerate(names)}
+        self.fields = fields
+        self.order = [position[c] for c in columns]
+        self.shape = (int(self.table.shape[0]), len(columns))
+        self.dtype = np.result_type(*[self.table.dtype[f].base for f in fields])
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        records = self.table[rows]
+        parts = [np.asarray(records[f], dtype=self.dtype).reshape(len(records), -1) for f in self.fields]
+        return np.concatenate(parts, axis=1)[:, self.order]
+
+
+def _frame_columns(handle: Any, key: str, *, path: str | os.PathLike[str]) -> _FixedFrameColumns | _TableFrameColumns:
+    group = _get_object(handle, key, path=path, kind="group")
+    pandas_type = _attr_text(group, "pandas_type")
+    if pandas_type == "frame":
+        return _FixedFrameColumns(group, path=path, key=key)
+    if pandas_type == "frame_table":
+        return _TableFrameColumns(group, path=path, key=key)
+    raise InvalidSpectraError(
+        f"{path}: key {key!r} is not a pandas DataFrame (pandas_type={pandas_type or 'none'}); "
+        "for a plain 2-D dataset use format 'hdf5_array'"
+    )
+
+
+@contextlib.contextmanager
+def open_pandas_hdf5(path: str | os.PathLike[str], dataset: dict[str, Any]) -> Iterator[RawSpectra]:
+    """Spectra from a pandas HDF5 key (one row per spectrum, one column per bin).
+
+    Options: ``key`` (the DataFrame's key, e.g. ``data``), ``metadata_key`` (optional: a second
+    DataFrame with one row per spectrum whose numeric columns become metadata; its pickled
+    object columns are skipped unread), ``bin_range``.
+    """
+    key = dataset["key"].strip("/")
+    with open_hdf5(path) as handle:
+        counts = check_spectra_shape(_frame_columns(handle, key, path=path), path=path, obj=key)
+        metadata = source_metadata(path, key, counts.shape[0])
         if dataset.get("metadata_key"):
-            extra = _read_pandas_numeric_columns(handle, dataset["metadata_key"].strip("/"), path=path)
-            if len(extra) != len(counts):
+            extra = _numeric_frame(handle, dataset["metadata_key"].strip("/"), path=path)
+            if len(extra) != counts.shape[0]:
                 raise InvalidSpectraError(
                     f"{path}: metadata key {dataset['metadata_key']!r} has {len(extra)} rows but "
-                    f"{key!r} has {len(counts)} spectra; they must match row for row"
+                    f"{key!r} has {counts.shape[0]} spectra; they must match row for row"
                 )
             metadata = pd.concat([metadata, extra], axis=1)
-    edges = uniform_edges(counts.shape[1], dataset)
-    return RawSpectra(counts=counts, bin_edges=edges, metadata=metadata)
+        yield RawSpectra(counts=counts, bin_edges=uniform_edges(counts.shape[1], dataset), metadata=metadata)
 
 
-def _read_pandas_numeric_columns(handle: Any, key: str, *, path: str | os.PathLike[str]) -> pd.DataFrame:
+def _numeric_frame(handle: Any, key: str, *, path: str | os.PathLike[str]) -> pd.DataFrame:
     """Numeric columns of a pandas fixed-format frame; pickled object columns are left unread."""
     group = _get_object(handle, key, path=path, kind="group")
+    if _attr_text(group, "pandas_type") != "frame":
+        raise InvalidSpectraError(f"{path}: metadata key {key!r} must be a pandas fixed-format DataFrame")
     columns: dict[str, np.ndarray] = {}
-    for names, values in _pandas_frame_blocks(group, path=path, key=key):
+    for i in range(int(group.attrs.get("nblocks", 0))):
+        values = group[f"block{i}_values"]
         if _is_pickled(values):
             continue
+        names = _decode(_read_array(group[f"block{i}_items"], path=path))
         array = _read_array(values, path=path)
         for j, name in enumerate(names):
             columns[str(name)] = array[:, j]
     return pd.DataFrame(columns)
 
 
-def read_hdf5_array(path: str | os.PathLike[str], dataset: dict[str, Any]) -> RawSpectra:
-    """Read spectra from a 2-D HDF5 dataset ``(n_spectra, n_bins)``.
+@contextlib.contextmanager
+def open_hdf5_array(path: str | os.PathLike[str], dataset: dict[str, Any]) -> Iterator[RawSpectra]:
+    """Spectra from a 2-D HDF5 dataset ``(n_spectra, n_bins)``, read lazily.
 
     Options: ``dataset`` (its path in the file), ``bin_edges_dataset`` (optional path of the
     ``n_bins + 1`` edges), ``metadata_group`` (optional group of 1-D datasets, one value per
@@ -178,26 +243,24 @@ def read_hdf5_array(path: str | os.PathLike[str], dataset: dict[str, Any]) -> Ra
     """
     name = dataset["dataset"].strip("/")
     with open_hdf5(path) as handle:
-        array = _get_object(handle, name, path=path, kind="dataset")
-        if array.ndim != 2:
-            check_spectra_shape(np.empty(array.shape), path=path, obj=name)
-        counts = check_spectra_shape(_read_array(array, path=path), path=path, obj=name)
+        counts = check_spectra_shape(_get_object(handle, name, path=path, kind="dataset"), path=path, obj=name)
+        n_spectra, n_bins = counts.shape
         if dataset.get("bin_edges_dataset"):
             edges_name = dataset["bin_edges_dataset"].strip("/")
             edges_obj = _get_object(handle, edges_name, path=path, kind="dataset")
-            edges = check_edges(_read_array(edges_obj, path=path), counts.shape[1], path=path, obj=edges_name)
+            edges = check_edges(_read_array(edges_obj, path=path), n_bins, path=path, obj=edges_name)
         else:
-            edges = uniform_edges(counts.shape[1], dataset)
-        metadata = pd.DataFrame({"source_file": str(path), "source_object": name, "entry": np.arange(len(counts))})
+            edges = uniform_edges(n_bins, dataset)
+        metadata = source_metadata(path, name, n_spectra)
         if dataset.get("metadata_group"):
             group_name = dataset["metadata_group"].strip("/")
             group = _get_object(handle, group_name, path=path, kind="group")
             for column, values in group.items():
                 data = _decode(_read_array(values, path=path))
-                if data.shape != (len(counts),):
+                if data.shape != (n_spectra,):
                     raise InvalidSpectraError(
                         f"{path}: metadata dataset {values.name!r} has shape {data.shape}; "
-                        f"expected ({len(counts)},), one value per spectrum"
+                        f"expected ({n_spectra},), one value per spectrum"
                     )
                 metadata[column] = data
-    return RawSpectra(counts=counts, bin_edges=edges, metadata=metadata)
+        yield RawSpectra(counts=counts, bin_edges=edges, metadata=metadata)

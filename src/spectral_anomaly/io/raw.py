@@ -1,9 +1,10 @@
-"""What every reader returns, and the checks every reader's output must pass."""
+"""What every reader yields, and the checks every reader's output must pass."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -11,18 +12,43 @@ import pandas as pd
 from ..exceptions import InvalidSpectraError
 
 
+class RowSource(Protocol):
+    """Row-sliceable spectra: an ndarray, an h5py dataset, or a reader's own lazy view."""
+
+    shape: tuple[int, ...]
+    dtype: Any
+
+    def __getitem__(self, rows: slice) -> np.ndarray: ...
+
+
 @dataclass
 class RawSpectra:
-    """Spectra as read from one file, before labels, checks and the canonical store.
+    """Spectra of one file, before labels, checks and the canonical store.
 
-    ``counts`` is ``(n_spectra, n_bins)``; ``bin_edges`` has ``n_bins + 1`` increasing values;
-    ``metadata`` has one row per spectrum and at least ``source_file``, ``source_object`` and
-    ``entry`` (the spectrum's position within its object).
+    ``counts`` has shape ``(n_spectra, n_bins)`` and may be lazy (an open HDF5 dataset): slicing
+    rows reads them, so a large file is never loaded whole. ``bin_edges`` has ``n_bins + 1``
+    increasing values; ``metadata`` has one row per spectrum with at least ``source_file``,
+    ``source_object`` and ``entry`` (the position within its object); ``variances`` holds
+    per-bin variances where the file has them (ROOT ``Sumw2``).
     """
 
-    counts: np.ndarray
+    counts: RowSource
     bin_edges: np.ndarray
     metadata: pd.DataFrame
+    variances: np.ndarray | None = None
+
+    @property
+    def n_spectra(self) -> int:
+        return int(self.counts.shape[0])
+
+    @property
+    def n_bins(self) -> int:
+        return int(self.counts.shape[1])
+
+
+def source_metadata(path: str | os.PathLike[str], obj: str | list[str], n: int) -> pd.DataFrame:
+    """The metadata columns every reader provides: file, object and entry within the object."""
+    return pd.DataFrame({"source_file": str(path), "source_object": obj, "entry": np.arange(n, dtype=np.int64)})
 
 
 def uniform_edges(n_bins: int, dataset: dict) -> np.ndarray:
@@ -31,16 +57,18 @@ def uniform_edges(n_bins: int, dataset: dict) -> np.ndarray:
     return np.linspace(float(low), float(high), n_bins + 1)
 
 
-def check_spectra_shape(counts: np.ndarray, *, path: str | os.PathLike[str], obj: str) -> np.ndarray:
-    """Require a non-empty 2-D numeric array; return it."""
-    if counts.ndim != 2:
+def check_spectra_shape(counts: RowSource, *, path: str | os.PathLike[str], obj: str) -> RowSource:
+    """Require a non-empty 2-D array of real numbers (checked without reading it); return it."""
+    shape = tuple(counts.shape)
+    if len(shape) != 2:
         raise InvalidSpectraError(
-            f"{path}: object {obj!r} has shape {counts.shape}; expected a 2-D array (n_spectra, n_bins)"
+            f"{path}: object {obj!r} has shape {shape}; expected a 2-D array (n_spectra, n_bins)"
         )
-    if counts.shape[0] == 0 or counts.shape[1] == 0:
-        raise InvalidSpectraError(f"{path}: object {obj!r} is empty (shape {counts.shape})")
-    if not np.issubdtype(counts.dtype, np.number) or np.issubdtype(counts.dtype, np.complexfloating):
-        raise InvalidSpectraError(f"{path}: object {obj!r} has dtype {counts.dtype}; expected real numbers")
+    if shape[0] == 0 or shape[1] == 0:
+        raise InvalidSpectraError(f"{path}: object {obj!r} is empty (shape {shape})")
+    dtype = np.dtype(counts.dtype)
+    if dtype.kind not in "biuf":
+        raise InvalidSpectraError(f"{path}: object {obj!r} has dtype {dtype}; expected real numbers")
     return counts
 
 
@@ -54,3 +82,12 @@ def check_edges(edges: np.ndarray, n_bins: int, *, path: str | os.PathLike[str],
     if not np.all(np.isfinite(edges)) or np.any(np.diff(edges) <= 0):
         raise InvalidSpectraError(f"{path}: bin edges {obj!r} must be finite and strictly increasing")
     return edges
+
+
+def edges_from_centres(centres: np.ndarray, *, path: str | os.PathLike[str], obj: str) -> np.ndarray:
+    """Bin edges halfway between increasing bin centres (outer edges mirrored)."""
+    centres = np.asarray(centres, dtype=np.float64)
+    if len(centres) < 2 or not np.all(np.diff(centres) > 0):
+        raise InvalidSpectraError(f"{path}: bin centres {obj!r} must be at least two strictly increasing values")
+    inner = 0.5 * (centres[1:] + centres[:-1])
+    return np.concatenate([[2 * centres[0] - inner[0]], inner, [2 * centres[-1] - inner[-1]]])

@@ -29,7 +29,13 @@ from .figures import (
     training_curves_figure,
 )
 from .html import render_report
-from .metrics import compute_metrics, is_labelled, read_histories, read_score_tables, top_spectra_table
+from .metrics import (
+    compute_metrics,
+    is_labelled,
+    read_histories,
+    read_score_tables,
+    top_spectra_table,
+)
 
 __all__ = ["FIGURE_NAMES", "build_report", "compute_metrics"]
 
