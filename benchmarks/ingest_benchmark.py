@@ -21,11 +21,12 @@ What it measures
    against the targets: ratio >= 0.7 and peak RSS < 1024 MiB.
 
 Reads are from a warm page cache (the input was just written or read), so the reference
-measures h5py, not the disk. Before measuring, ``os.sync()`` writes out what generating the input
-left in the page cache. The ingest's own write of the store does depend on the disk: on a virtual
-machine whose disk is allocated on first write, writing 2 GB into never-used blocks took 5-8 s
-and into blocks freed by an earlier run 1.5-2 s. For steady numbers keep the input and repeat
-(``--workdir DIR --keep --repeat 3``), or put the workdir on tmpfs (``/dev/shm``).
+measures h5py, not the disk; before measuring, ``os.sync()`` writes out what generating the input
+left in the page cache. On a virtual machine that hands idle memory back to the host (virtio
+balloon free page reporting, as on the development VMs), touching memory that has been free for a
+while costs 1.5-3 s per GB, memory freed a moment ago almost nothing: an ingest that needs many GB
+is much slower on its first run than on an immediate repeat. The default single run is what one
+workflow job sees; ``--repeat 3`` shows the warm-memory time as well.
 
 Run it
 ------
@@ -476,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         result = {
             "benchmark": "ingest",
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "command": [Path(sys.executable).name, *sys.argv] if argv is None else ["ingest_benchmark.py", *argv],
+            "command": [sys.executable, *sys.argv] if argv is None else ["ingest_benchmark.py", *argv],
+            "pythonpath": os.environ.get("PYTHONPATH"),
             "git": git_commit(),
             "machine": machine_info(),
             "parameters": {

@@ -272,3 +272,14 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path):
     with pytest.raises(InputFileError, match="lacks column"):
         run_report(tmp_path, {**inputs, "histories": {"vae": broken}})
     assert not (tmp_path / "out").exists()
+
+
+def test_data_summary_reports_dropped_spectra_and_devices(tmp_path):
+    inputs, _ = make_inputs(tmp_path / "in")
+    summary = {"n_spectra": 997, "n_bins": 64, "sources": ["raw/run1.h5"], "n_dropped_nonfinite": 3,
+               "devices": {"vae": "cuda (NVIDIA H100)", "autoencoder": "cpu (2 threads)"}}
+    metrics, arguments = run_report(tmp_path, inputs, data_summary=summary)
+    assert json.loads(arguments["metrics_path"].read_text())["data"] == summary
+    page = arguments["html_path"].read_text()
+    assert "<b>3</b> spectra dropped at ingestion for NaN or infinite values" in page
+    assert "raw/run1.h5" in page and "cuda (NVIDIA H100)" in page

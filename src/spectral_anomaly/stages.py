@@ -180,6 +180,10 @@ def run_report(
 
     root = Path(result_dir)
     models = list(config["models"])
+    spectra = read_canonical(root / "data" / f"{dataset}.h5", load_X=False)
+    devices = {m: read_json(root / "models" / dataset / f"{m}.summary.json")["device"] for m in models}
+    data_summary = {"n_spectra": spectra.n_spectra, "n_bins": spectra.n_bins, "sources": list(spectra.source_sha256),
+                    "n_dropped_nonfinite": spectra.n_dropped_nonfinite, "devices": devices}
     build_report(
         dataset=dataset, run_name=root.name,
         scores={m: root / "scores" / dataset / f"{m}.parquet" for m in [*models, "pca"]},
@@ -187,7 +191,7 @@ def run_report(
         examples={m: root / "scores" / dataset / f"{m}.examples.npz" for m in [*models, "pca"]},
         run_config=config, html_path=html_path, metrics_path=metrics_path,
         figure_paths={name: Path(figure_dir) / f"{name}.png" for name in FIGURE_NAMES},
-        n_top=config["report"]["top_spectra"],
+        n_top=config["report"]["top_spectra"], data_summary=data_summary,
     )
 
 

@@ -96,6 +96,10 @@ def training_histories(wildcards):
     return expand(f"{OUT}/models/{wildcards.dataset}/{{model}}.history.csv", model=MODELS)
 
 
+def training_summaries(wildcards):
+    return expand(f"{OUT}/models/{wildcards.dataset}/{{model}}.summary.json", model=MODELS)
+
+
 def all_reports(wildcards=None):
     return [path for dataset in DATASETS for path in report_outputs(dataset)]
 

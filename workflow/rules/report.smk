@@ -7,6 +7,8 @@ rule report:
         scores=score_tables,
         examples=score_examples,
         histories=training_histories,
+        summaries=training_summaries,
+        data=f"{OUT}/data/{{dataset}}.h5",
     output:
         html=report(
             f"{OUT}/reports/{{dataset}}.html",

@@ -71,13 +71,16 @@ def build_report(
     metrics_path: PathLike,
     figure_paths: Mapping[str, PathLike],
     n_top: int = 10,
+    data_summary: Mapping | None = None,
 ) -> dict:
     """Write the report of one dataset and return its metrics (the ``metrics.json`` payload).
 
     ``scores`` maps model name -> score table (parquet; the PCA baseline under ``"pca"``),
     ``histories`` deep model name -> training history CSV, ``examples`` model name -> stored most
     anomalous examples (.npz), ``figure_paths`` each of :data:`FIGURE_NAMES` -> PNG path to write.
-    ``n_top`` spectra per model are drawn in the top-anomalies figure. Every input is read and every
+    ``n_top`` spectra per model are drawn in the top-anomalies figure. ``data_summary`` (spectra,
+    bins, source files, spectra dropped at ingestion, device each model trained on) is shown on the
+    page and stored in the metrics under ``data``. Every input is read and every
     figure rendered before anything is written, and each file is written atomically.
     """
     from ..score import read_examples
@@ -91,6 +94,7 @@ def build_report(
     labelled = is_labelled(tables)
 
     metrics = compute_metrics(tables, dataset=dataset, run_name=run_name)
+    metrics["data"] = dict(data_summary or {})
     builders = {
         "roc": lambda: roc_figure(tables, labelled=labelled),
         "score_distributions": lambda: score_distribution_figure(tables, labelled=labelled),

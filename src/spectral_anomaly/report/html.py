@@ -150,15 +150,28 @@ def _figure_block(name: str, png: bytes) -> str:
             f"<figcaption>{escape(caption)}</figcaption>\n</figure>")
 
 
+def data_paragraph(data: Mapping) -> str:
+    """One paragraph on the data: size, sources, spectra dropped at ingestion, training devices."""
+    if not data:
+        return ""
+    parts = [f"<b>{data['n_spectra']}</b> spectra &times; <b>{data['n_bins']}</b> bins"]
+    if data.get("sources"):
+        parts.append("from " + ", ".join(f"<code>{escape(str(s))}</code>" for s in data["sources"]))
+    dropped = int(data.get("n_dropped_nonfinite") or 0)
+    parts.append(f"<b>{dropped}</b> spectra dropped at ingestion for NaN or infinite values" if dropped
+                 else "no spectrum dropped at ingestion")
+    text = "Data: " + "; ".join(parts) + "."
+    if data.get("devices"):
+        text += " Trained on: " + ", ".join(f"{escape(str(m))} &rarr; {escape(str(d))}" for m, d in data["devices"].items()) + "."
+    return f"<p>{text}</p>"
+
+
 def render_report(*, dataset: str, run_name: str, metrics: dict, figures: Mapping[str, bytes],
                   top_table: pd.DataFrame, reference_model: str, run_config: Mapping) -> str:
     """The complete HTML page of one dataset's report."""
     labelled = metrics["labelled"]
-    device = run_config.get("device")
     meta = [f"run <b>{escape(str(run_name))}</b>", f"dataset <b>{escape(str(dataset))}</b>",
             f"{len(metrics['models'])} models", f"spectral_anomaly {escape(__version__)}"]
-    if device is not None:
-        meta.append(f"device setting <b>{escape(str(device))}</b>")
     if labelled:
         label_note = ("AUCs are computed on the test split only. PR AUC is average precision; a random ranking "
                       "scores the test split's anomaly fraction. The best value of each column is highlighted.")
@@ -171,6 +184,7 @@ def render_report(*, dataset: str, run_name: str, metrics: dict, figures: Mappin
         f"<style>{STYLE}</style>", "</head>", "<body>",
         f"<h1>Anomaly report: {escape(str(dataset))}</h1>",
         f'<p class="meta">{" &middot; ".join(meta)}</p>',
+        data_paragraph(metrics.get("data") or {}),
         "<p>Every score is oriented so that a higher anomaly score means a more anomalous spectrum.</p>",
         '<h2 id="metrics">Model comparison</h2>', f'<p class="caption">{escape(label_note)}</p>',
         comparison_table(metrics),

@@ -1,0 +1,37 @@
+"""The example configs in config/examples/ are valid and run end to end on the real data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+from test_workflow import snakemake
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_config_is_valid(example):
+    validate(yaml.safe_load(example.read_text()), str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_runs_end_to_end(example, tmp_path):
+    config = yaml.safe_load(example.read_text())
+    for dataset in config["datasets"].values():  # the examples use paths relative to the repository root
+        dataset["path"] = str((ROOT / dataset["path"]).resolve())
+        if not Path(dataset["path"]).exists():
+            pytest.skip(f"real data not found: {dataset['path']}")
+    config["training"]["epochs"] = 20  # end to end, not to convergence
+    result = snakemake(tmp_path, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (version,) = (tmp_path / "results").glob(f"{config['run_name']}-*")
+    for name in config["datasets"]:
+        metrics = json.loads((version / "reports" / f"{name}.metrics.json").read_text())
+        assert set(metrics["models"]) == {*config["models"], "pca"}
+        assert metrics["labelled"] == ("anomaly_label" in config["datasets"][name])
