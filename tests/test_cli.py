@@ -9,8 +9,7 @@ from spectral_anomaly.cli import main
 
 def _config(tmp_path, datasets):
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"run_name": "t", "datasets": datasets, "models": {},
-                                    "normalization": {"steps": ["unit_integral", "standardize"]}}))
+    path.write_text(yaml.safe_dump({"run_name": "t", "datasets": datasets, "models": {"ae": {"kind": "autoencoder"}}}))
     return str(path)
 
 
@@ -47,3 +46,13 @@ def test_unknown_dataset_name_lists_the_configured_ones(tmp_path, capsys):
     status = main(["ingest", "--config", config, "--dataset", "lumy", "--input", "x.h5", "--output", str(tmp_path / "o.h5")])
     assert status == 2
     assert "'lumi'" in capsys.readouterr().err
+
+
+def test_an_invalid_config_is_refused_with_the_key(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"run_name": "t", "models": {"ae": {"kind": "autoencoder"}},
+                                    "datasets": {"d": {"format": "hdf5_array", "path": "x.h5", "dataset": "s",
+                                                       "nonfinite": "ignore"}}}))
+    status = main(["split", "--config", str(path), "--dataset", "d", "--data", "x.h5", "--output", str(tmp_path / "s.json")])
+    message = capsys.readouterr().err
+    assert status == 2 and "nonfinite" in message and "ignore" in message

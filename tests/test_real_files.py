@@ -199,7 +199,7 @@ class _BlockRiid(importlib.abc.MetaPathFinder):
         if fullname == "riid" or fullname.startswith("riid."):
             self.attempts.append(fullname)
             raise ImportError(f"test guard: import of {fullname} (unpickling third-party data) is forbidden")
-        return None
+        return None  # noqa: RET501, PLR1711 - not ours: let the next finder look
 
 
 @pytest.fixture
@@ -652,7 +652,7 @@ def test_root_hzz_default_pattern_skips_jagged_branches(shared_file):
     with uproot.open(path) as handle:
         tree = handle["events"]
         scalar = uproot_scalar_numeric_branches(tree)
-        jagged = [n for n in tree.keys() if n.startswith(("Jet_", "Muon_", "Electron_", "Photon_"))]
+        jagged = [n for n in tree.keys() if n.startswith(("Jet_", "Muon_", "Electron_", "Photon_"))]  # noqa: SIM118
         expected = np.column_stack([tree[n].array(library="np") for n in scalar]).astype(np.float64)
     assert len(jagged) == 23 and not set(jagged) & set(scalar)
     raw = read_raw_spectra(path, {"format": "root_tree_flat", "tree": "events"})

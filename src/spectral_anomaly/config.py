@@ -8,15 +8,38 @@ subcommand reads that file, so a stage run by hand sees exactly what the workflo
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .exceptions import ConfigError, InputFileError, closest_first
 
+#: the workflow's config schema, beside the package in a source checkout
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def validate_config(config: dict[str, Any], *, source: str | os.PathLike[str] = "config") -> dict[str, Any]:
+    """Validate ``config`` against the workflow's schema in place, filling in defaults.
+
+    Uses the same validator as the Snakefile, so a stage run by hand accepts exactly what the
+    workflow accepts. Without the schema (an installed package without its workflow) the config is
+    returned as it is.
+    """
+    if not SCHEMA_PATH.exists():
+        return config
+    from snakemake.utils import validate
+    from snakemake_interface_common.exceptions import WorkflowError
+
+    try:
+        validate(config, str(SCHEMA_PATH))
+    except WorkflowError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    return config
+
 
 def load_run_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a YAML run config, with a clear error if it is missing or not a mapping."""
+    """Load and validate a YAML run config, with a clear error if it is missing or invalid."""
     try:
         with open(path) as stream:
             config = yaml.safe_load(stream)
@@ -26,7 +49,7 @@ def load_run_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys, got {type(config).__name__}")
-    return config
+    return validate_config(config, source=path)
 
 
 def _section_entry(config: dict[str, Any], section: str, name: str) -> dict[str, Any]:

@@ -2,12 +2,15 @@
 
 Layout (format version in the root attribute ``format_version``):
 
-- ``X``: float32 ``(n_spectra, n_bins)``, chunked by whole rows, uncompressed (fast to read);
+- ``X``: float32 ``(n_spectra, n_bins)``, chunked by whole rows, uncompressed (fast to read); or an
+  HDF5 virtual dataset over float32 input files (attribute ``linked_sources``: path, dataset,
+  size and modification time of each, checked whenever the store is read);
 - ``bin_edges``: float64 ``(n_bins + 1,)``;
 - ``variances``: float32 like ``X``, only where the input had per-bin variances (ROOT ``Sumw2``);
 - ``metadata/<column>``: one value per spectrum (``spectrum_id``, ``source_file``,
   ``source_object``, ``entry`` and whatever the reader found), column order in attribute
-  ``columns``; text columns are stored as integer codes with their ``categories``;
+  ``columns``; text columns are stored as integer codes with their ``categories``, and an integer
+  column that counts 0, 1, ..., n - 1 as its length (attribute ``range_length``);
 - ``label``: int8, 1 = anomalous, 0 = normal (only where the dataset configures a label);
 - attributes ``dataset``, ``source_sha256`` (JSON: file -> sha256), ``n_dropped_nonfinite``.
 """
@@ -65,22 +68,30 @@ def create_spectra_dataset(handle: Any, name: str, *, n_rows: int, n_bins: int) 
 
 def write_store_contents(
     handle: Any, *, dataset: str, bin_edges: np.ndarray, metadata: pd.DataFrame, labels: np.ndarray | None,
-    source_sha256: dict[str, str], n_dropped_nonfinite: int,
+    source_sha256: dict[str, str], n_dropped_nonfinite: int, linked_sources: list[dict[str, Any]] | None = None,
 ) -> None:
     """Everything of a canonical store but ``X`` (and ``variances``)."""
     handle.attrs["format_version"] = FORMAT_VERSIONS["canonical_store"]
     handle.attrs["dataset"] = dataset
     handle.attrs["source_sha256"] = json.dumps(source_sha256)
     handle.attrs["n_dropped_nonfinite"] = int(n_dropped_nonfinite)
+    handle.attrs["linked_sources"] = json.dumps(linked_sources or [])
     handle.create_dataset("bin_edges", data=np.asarray(bin_edges, dtype=np.float64))
     group = handle.create_group("metadata")
     group.attrs["columns"] = json.dumps([str(c) for c in metadata.columns])
     for column in metadata.columns:
         values = metadata[column]
-        if values.dtype.kind in "biuf":
+        if values.dtype.kind in "iu" and len(values) > 1 and _is_range(values.to_numpy()):
+            stored = group.create_dataset(str(column), data=np.zeros(0, dtype=values.dtype))  # 0, 1, ..., n - 1
+            stored.attrs["range_length"] = len(values)
+        elif values.dtype.kind in "biuf":
             group.create_dataset(str(column), data=values.to_numpy())
         else:  # text: integer codes plus the list of distinct values (fast for millions of rows)
-            codes, categories = pd.factorize(values.astype(str), sort=False)
+            if isinstance(values.dtype, pd.CategoricalDtype):
+                codes, categories = values.cat.codes.to_numpy(), values.cat.categories.astype(str)
+            else:
+                text = values if pd.api.types.is_string_dtype(values) else values.astype(str)
+                codes, categories = pd.factorize(text, sort=False)
             stored = group.create_dataset(str(column), data=codes.astype(np.int32))
             stored.attrs["categories"] = json.dumps([str(c) for c in categories])
     if labels is not None:
@@ -112,6 +123,7 @@ def read_canonical(path: str | os.PathLike[str], *, load_X: bool = True) -> Cano
     try:
         with h5py.File(path, "r") as handle:
             check_format_version(handle.attrs.get("format_version"), kind="canonical_store", path=path)
+            check_linked_sources(handle, path=path)
             columns = json.loads(handle["metadata"].attrs["columns"])
             metadata = pd.DataFrame({c: _read_column(handle["metadata"][c]) for c in columns}, columns=columns)
             n_bins = handle["X"].shape[1]
@@ -133,7 +145,32 @@ def read_canonical(path: str | os.PathLike[str], *, load_X: bool = True) -> Cano
         ) from None
 
 
+def check_linked_sources(handle: Any, *, path: str | os.PathLike[str]) -> None:
+    """Refuse a store whose ``X`` links to input files that are gone or changed since ingestion."""
+    for source in json.loads(handle.attrs.get("linked_sources", "[]")):
+        try:
+            stat = os.stat(source["path"])
+        except FileNotFoundError:
+            changed = "no longer exists"
+        else:
+            same = stat.st_size == source["bytes"] and stat.st_mtime_ns == source["mtime_ns"]
+            changed = None if same else "has changed"
+        if changed:
+            raise InputFileError(
+                f"{path}: its spectra link to {source['path']} (dataset {source['dataset']}), which {changed} since "
+                "ingestion; delete this store and rerun the workflow to ingest the file again "
+                "(or set ingest.store: copy to keep a copy of the spectra in the results)"
+            )
+
+
+def _is_range(values: np.ndarray) -> bool:
+    """Whether integer ``values`` are exactly 0, 1, ..., n - 1 (stored as a length, not as data)."""
+    return values[0] == 0 and values[-1] == len(values) - 1 and bool(np.all(np.diff(values) == 1))
+
+
 def _read_column(stored: Any) -> np.ndarray:
+    if "range_length" in stored.attrs:
+        return np.arange(int(stored.attrs["range_length"]), dtype=stored.dtype)
     values = stored[()]
     if "categories" in stored.attrs:
         categories = np.array(json.loads(stored.attrs["categories"]), dtype=object)

@@ -1,10 +1,17 @@
 """Ingestion: stream raw files into the canonical store, checking every spectrum on the way.
 
-One pass over the input: while a background thread reads the next block of rows, the current
-block is checked (NaN and infinities; negative values where the normalization needs counts) and
-written into the store, so memory stays at a few blocks however large the input. Several files
-(a glob) are concatenated in name order and must share their binning. The store is written to a
-temporary file and renamed only when complete, so a failed ingestion leaves nothing behind.
+One pass over the input, block by block: while a worker thread checks one block of rows (NaN
+and infinities; negative values where the normalization needs counts), the next is read, so
+memory stays at two blocks however large the input. Several files (a glob) are concatenated in
+name order and must share their binning. The store is written to a temporary file and renamed
+only when complete, so a failed ingestion leaves nothing behind.
+
+Where the input already is float32 in HDF5 and every spectrum passes the checks, the store's
+``X`` is an HDF5 virtual dataset that maps the input's rows without copying them (``store:
+auto``): a 2 GB input then costs one read, not a 2 GB copy per result version. The store records
+each linked file's size and modification time, and reading it refuses a file that has changed
+since. Otherwise, or with ``store: copy``, the spectra are copied into ``X``, written in chunks
+of whole rows.
 """
 
 from __future__ import annotations
@@ -13,10 +20,11 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from typing import Any
 
+import h5py
 import numpy as np
 import pandas as pd
 
@@ -33,8 +41,8 @@ from .provenance import sha256_file
 
 log = logging.getLogger(__name__)
 
-#: rows per processing block are a multiple of the stored chunk, about this many bytes of float32
-BLOCK_BYTES = 64 * 1024 * 1024
+#: bytes of float32 spectra read and checked at a time when nothing is copied
+BLOCK_BYTES = 8 * 1024 * 1024
 #: normalization steps that are only meaningful for counts (values >= 0)
 STEPS_NEEDING_COUNTS = ("unit_integral", "log1p")
 
@@ -68,16 +76,108 @@ def _read_block(raw: RawSpectra, start: int, stop: int, out: np.ndarray) -> np.n
 
 
 def _bad_rows(block: np.ndarray, *, require_counts: bool) -> tuple[np.ndarray | None, int | None]:
-    """Rows with NaN/inf (None if all finite) and the first row with a negative value (if checked)."""
+    """Rows with NaN/inf (None if all finite) and the first row with a negative value (if checked).
+
+    The minimum and maximum of the block catch every case in two fast passes over data that is
+    still in the CPU cache (NaN propagates through both, -inf shows in the minimum, +inf in the
+    maximum); only a block that fails is examined row by row.
+    """
+    low, high = block.min(), block.max()
     nonfinite = None
-    if not np.isfinite(np.add.reduce(block, axis=None)):  # one fast pass; NaN and inf propagate
+    if not (np.isfinite(low) and np.isfinite(high)):
         finite = np.isfinite(block).all(axis=1)
         nonfinite = None if finite.all() else ~finite
     negative = None
-    if require_counts and block.min() < 0:
+    if require_counts and low < 0:
         rows = np.flatnonzero((block < 0).any(axis=1))
         negative = int(rows[0]) if len(rows) else None
     return nonfinite, negative
+
+
+def _linkable(raw: RawSpectra) -> bool:
+    """Whether ``raw.counts`` is a float32 HDF5 dataset that a virtual dataset can map as it is."""
+    return isinstance(raw.counts, h5py.Dataset) and raw.counts.dtype == np.float32 and not raw.counts.is_virtual
+
+
+def _scan(
+    name: str, sources: list[tuple[str, RawSpectra]], *, policy: str, require_counts: bool, X: Any | None,
+) -> np.ndarray | None:
+    """Check every spectrum block by block, writing the kept rows into ``X`` when given.
+
+    Returns the mask of kept spectra; with ``X=None`` (linking), None as soon as a spectrum would
+    have to be dropped, since a link cannot leave rows out. While a worker thread checks one block
+    (numpy releases the interpreter lock), the next is read into the other of two buffers; blocks
+    are a few MB, so a block is checked while it is still in the CPU cache. When copying, a block
+    is one stored chunk and is written after its check.
+    """
+    n_bins = sources[0][1].n_bins
+    n_total = sum(raw.n_spectra for _, raw in sources)
+    block_rows = rows_per_chunk(n_bins) if X is not None else max(1, BLOCK_BYTES // (4 * n_bins))
+    buffers = [np.empty((min(block_rows, n_total), n_bins), dtype=np.float32) for _ in range(2)]
+    positions = [(path, raw, offset, start, min(start + block_rows, raw.n_spectra))
+                 for (path, raw), offset in zip(sources, np.cumsum([0] + [r.n_spectra for _, r in sources]))
+                 for start in range(0, raw.n_spectra, block_rows)]
+    keep = np.ones(n_total, dtype=bool)
+    written, last_log = 0, time.perf_counter()
+
+    def finish(check, block, path, raw, offset, start, stop) -> bool:
+        """Act on one block's check: raise, drop rows, write; False if linking must give up."""
+        nonlocal written, last_log
+        nonfinite, negative = check.result()
+        if negative is not None:
+            raise InvalidSpectraError(
+                f"{path}: spectrum {start + negative} of {raw.metadata['source_object'].iloc[start + negative]!r} "
+                "has negative values, but the normalization (unit_integral, log1p) needs counts >= 0; "
+                "fix the file or use only standardize / center_maxabs"
+            )
+        if nonfinite is not None:
+            first_bad = start + int(np.flatnonzero(nonfinite)[0])
+            if policy == "error":
+                raise InvalidSpectraError(
+                    f"{path}: {int(nonfinite.sum())} spectra in rows {start}-{stop - 1} hold NaN or infinite "
+                    f"values (first: spectrum {first_bad} of {raw.metadata['source_object'].iloc[first_bad]!r}); "
+                    "fix the file or set the dataset's nonfinite: drop to leave them out"
+                )
+            if X is None:
+                return False
+            keep[offset + start : offset + stop] = ~nonfinite
+            block = block[~nonfinite]
+        if X is not None:
+            X.write_direct(np.ascontiguousarray(block), dest_sel=np.s_[written : written + len(block)])
+            written += len(block)
+        if time.perf_counter() - last_log > 5:
+            last_log = time.perf_counter()
+            log.info("dataset %s: %d / %d spectra checked (%.0f %%)", name, offset + stop, n_total,
+                     100 * (offset + stop) / n_total)
+        return True
+
+    with ThreadPoolExecutor(max_workers=1) as checker:
+        pending = None
+        for i, (path, raw, offset, start, stop) in enumerate(positions):
+            block = _read_block(raw, start, stop, buffers[i % 2])  # the block two back is finished
+            check = checker.submit(_bad_rows, block, require_counts=require_counts)
+            if pending is not None and not finish(*pending):
+                return None
+            pending = (check, block, path, raw, int(offset), start, stop)
+        if pending is not None and not finish(*pending):
+            return None
+    return keep
+
+
+def _link(handle: Any, sources: list[tuple[str, RawSpectra]]) -> list[dict[str, Any]]:
+    """Make ``X`` a virtual dataset over the sources' rows; return what it links to."""
+    first = sources[0][1]
+    n_total = sum(raw.n_spectra for _, raw in sources)
+    layout = h5py.VirtualLayout(shape=(n_total, first.n_bins), dtype=np.float32, maxshape=(n_total, first.n_bins))
+    linked, offset = [], 0
+    for path, raw in sources:
+        absolute = os.path.abspath(path)
+        layout[offset : offset + raw.n_spectra] = h5py.VirtualSource(absolute, raw.counts.name, shape=raw.counts.shape)
+        stat = os.stat(absolute)
+        linked.append({"path": absolute, "dataset": raw.counts.name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+        offset += raw.n_spectra
+    handle.create_virtual_dataset("X", layout)
+    return linked
 
 
 def ingest_to_store(
@@ -88,11 +188,13 @@ def ingest_to_store(
     output: str | os.PathLike[str],
     checksums: dict[str, str] | None = None,
     require_counts: bool = False,
+    store: str = "auto",
 ) -> dict[str, Any]:
     """Ingest ``paths`` (one dataset) into the canonical store at ``output``; return a summary.
 
     ``checksums`` (path -> sha256) avoids hashing inputs that the caller already hashed.
-    ``require_counts`` refuses negative values (for normalizations that need counts).
+    ``require_counts`` refuses negative values (for normalizations that need counts). ``store``
+    is ``auto`` (link float32 HDF5 inputs, copy the rest) or ``copy`` (always copy).
     """
     policy = dataset.get("nonfinite", "error")
     started = time.perf_counter()
@@ -106,72 +208,37 @@ def ingest_to_store(
         n_total = sum(raw.n_spectra for _, raw in sources)
         metadata = pd.concat([raw.metadata for _, raw in sources], ignore_index=True)
         labels = evaluate_label(metadata, dataset["anomaly_label"], dataset=name) if dataset.get("anomaly_label") else None
-        keep = np.ones(n_total, dtype=bool)
-        block_rows = rows_per_chunk(first.n_bins) * max(1, BLOCK_BYTES // (rows_per_chunk(first.n_bins) * 4 * first.n_bins))
-        buffers = [np.empty((min(block_rows, n_total), first.n_bins), dtype=np.float32) for _ in range(2)]
-        with atomic_path(output) as tmp:
-            import h5py
-
-            with h5py.File(tmp, "w") as handle:
+        with atomic_path(output) as tmp, h5py.File(tmp, "w") as handle:
+            keep, linked = None, []
+            if store == "auto" and all(_linkable(raw) for _, raw in sources):
+                keep = _scan(name, sources, policy=policy, require_counts=require_counts, X=None)
+                if keep is not None:
+                    linked = _link(handle, sources)
+            if keep is None:
                 X = create_spectra_dataset(handle, "X", n_rows=n_total, n_bins=first.n_bins)
-                written = offset = 0
-                last_log = time.perf_counter()
-                blocks = [(path, raw, start, min(start + block_rows, raw.n_spectra))
-                          for path, raw in sources for start in range(0, raw.n_spectra, block_rows)]
-                with ThreadPoolExecutor(max_workers=1) as reader:
-                    pending = reader.submit(_read_block, blocks[0][1], blocks[0][2], blocks[0][3], buffers[0])
-                    for i, (path, raw, start, stop) in enumerate(blocks):
-                        block = pending.result()
-                        if i + 1 < len(blocks):
-                            _, next_raw, next_start, next_stop = blocks[i + 1]
-                            pending = reader.submit(_read_block, next_raw, next_start, next_stop, buffers[(i + 1) % 2])
-                        nonfinite, negative = _bad_rows(block, require_counts=require_counts)
-                        where = offset + start
-                        if negative is not None:
-                            raise InvalidSpectraError(
-                                f"{path}: spectrum {start + negative} of {raw.metadata['source_object'].iloc[start + negative]!r} "
-                                "has negative values, but the normalization (unit_integral, log1p) needs counts >= 0; "
-                                "fix the file or use only standardize / center_maxabs"
-                            )
-                        if nonfinite is not None:
-                            first_bad = start + int(np.flatnonzero(nonfinite)[0])
-                            if policy == "error":
-                                raise InvalidSpectraError(
-                                    f"{path}: {int(nonfinite.sum())} spectra in rows {start}-{stop - 1} hold NaN or "
-                                    f"infinite values (first: spectrum {first_bad} of "
-                                    f"{raw.metadata['source_object'].iloc[first_bad]!r}); fix the file or set the "
-                                    "dataset's nonfinite: drop to leave them out"
-                                )
-                            keep[where : where + len(block)] = ~nonfinite
-                            block = block[~nonfinite]
-                        X.write_direct(np.ascontiguousarray(block), dest_sel=np.s_[written : written + len(block)])
-                        written += len(block)
-                        if stop == raw.n_spectra:
-                            offset += raw.n_spectra
-                        if time.perf_counter() - last_log > 5:
-                            last_log = time.perf_counter()
-                            done = where + stop - start
-                            log.info("dataset %s: %d / %d spectra ingested (%.0f %%)", name, done, n_total,
-                                     100 * done / n_total)
-                n_dropped = int(n_total - written)
-                if written == 0:
-                    raise InvalidSpectraError(f"{name}: every spectrum holds NaN or infinite values; nothing is left")
-                X.resize(written, axis=0)
-                if first.variances is not None:
-                    variances = np.concatenate([raw.variances for _, raw in sources])[keep]
-                    create_spectra_dataset(handle, "variances", n_rows=written, n_bins=first.n_bins)[...] = variances
-                kept = metadata[keep].reset_index(drop=True)
-                kept.insert(0, "spectrum_id", np.arange(written, dtype=np.int64))
-                sha = {str(p): (checksums or {}).get(str(p)) or sha256_file(p) for p in paths}
-                write_store_contents(
-                    handle, dataset=name, bin_edges=first.bin_edges, metadata=kept,
-                    labels=None if labels is None else labels[keep], source_sha256=sha, n_dropped_nonfinite=n_dropped,
-                )
+                keep = _scan(name, sources, policy=policy, require_counts=require_counts, X=X)
+                X.resize(int(keep.sum()), axis=0)
+            written = int(keep.sum())
+            if written == 0:
+                raise InvalidSpectraError(f"dataset {name}: every spectrum holds NaN or infinite values; nothing is left")
+            if first.variances is not None:
+                variances = np.concatenate([raw.variances for _, raw in sources])[keep]
+                create_spectra_dataset(handle, "variances", n_rows=written, n_bins=first.n_bins)[...] = variances
+            kept = metadata if written == n_total else metadata[keep].reset_index(drop=True)
+            kept.insert(0, "spectrum_id", np.arange(written, dtype=np.int64))
+            write_store_contents(
+                handle, dataset=name, bin_edges=first.bin_edges, metadata=kept,
+                labels=None if labels is None else labels[keep],
+                source_sha256={str(p): (checksums or {}).get(str(p)) or sha256_file(p) for p in paths},
+                n_dropped_nonfinite=n_total - written, linked_sources=linked,
+            )
     seconds = time.perf_counter() - started
-    summary = {"dataset": name, "n_spectra": written, "n_bins": first.n_bins, "n_dropped_nonfinite": n_dropped,
-               "n_anomalous": None if labels is None else int(labels[keep].sum()), "seconds": seconds}
-    if n_dropped:
-        log.warning("dataset %s: dropped %d of %d spectra holding NaN or infinite values", name, n_dropped, n_total)
-    log.info("dataset %s: %d spectra x %d bins%s in %.2f s", name, written, first.n_bins,
-             "" if labels is None else f", {summary['n_anomalous']} labelled anomalous", seconds)
+    summary = {"dataset": name, "n_spectra": written, "n_bins": first.n_bins, "n_dropped_nonfinite": n_total - written,
+               "n_anomalous": None if labels is None else int(labels[keep].sum()), "linked": bool(linked),
+               "seconds": seconds}
+    if n_total > written:
+        log.warning("dataset %s: dropped %d of %d spectra holding NaN or infinite values", name, n_total - written, n_total)
+    log.info("dataset %s: %d spectra x %d bins%s, %s, in %.2f s", name, written, first.n_bins,
+             "" if labels is None else f", {summary['n_anomalous']} labelled anomalous",
+             "linked to the input (no copy)" if linked else "copied", seconds)
     return summary

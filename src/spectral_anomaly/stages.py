@@ -45,7 +45,7 @@ def run_ingest(
 
     require_counts = any(step in STEPS_NEEDING_COUNTS for step in config["normalization"]["steps"])
     ingest_to_store(dataset, dataset_config(config, dataset), paths=input_paths, output=output,
-                    checksums=checksums, require_counts=require_counts)
+                    checksums=checksums, require_counts=require_counts, store=config["ingest"]["store"])
 
 
 def run_split(config: dict[str, Any], dataset: str, *, data_path: PathLike, output: PathLike) -> None:

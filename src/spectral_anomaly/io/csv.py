@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,11 @@ def read_csv_spectra(path: str | os.PathLike[str], dataset: dict[str, Any]) -> R
         raise InputFileError(f"{path}: file not found")
     header = dataset.get("header", True)
     try:
-        table = pd.read_csv(path, header=0 if header else None, low_memory=False)
+        with warnings.catch_warnings():  # a row longer than the header would otherwise lose fields silently
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            table = pd.read_csv(path, header=0 if header else None, index_col=False, low_memory=False)
+    except pd.errors.ParserWarning:
+        raise InputFileError(f"{path}: some rows have more fields than the header names; the file is damaged") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
         raise InputFileError(f"{path}: not a readable CSV file: {error}") from None
     table.columns = [str(c) for c in table.columns]

@@ -46,9 +46,18 @@ class RawSpectra:
         return int(self.counts.shape[1])
 
 
+def _repeated(value: str, n: int) -> pd.Categorical:
+    """One text value for ``n`` rows, stored once (a categorical: one byte per row)."""
+    return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[value])
+
+
 def source_metadata(path: str | os.PathLike[str], obj: str | list[str], n: int) -> pd.DataFrame:
     """The metadata columns every reader provides: file, object and entry within the object."""
-    return pd.DataFrame({"source_file": str(path), "source_object": obj, "entry": np.arange(n, dtype=np.int64)})
+    return pd.DataFrame({
+        "source_file": _repeated(str(path), n),
+        "source_object": _repeated(obj, n) if isinstance(obj, str) else obj,
+        "entry": np.arange(n, dtype=np.int64),
+    })
 
 
 def uniform_edges(n_bins: int, dataset: dict) -> np.ndarray:

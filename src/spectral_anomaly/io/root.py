@@ -26,7 +26,7 @@ from ..exceptions import (
     SpectralAnomalyError,
     closest_first,
 )
-from .raw import RawSpectra, check_spectra_shape, source_metadata, uniform_edges
+from .raw import RawSpectra, check_edges, check_spectra_shape, source_metadata, uniform_edges
 
 #: ROOT classes read as one-dimensional histograms
 TH1_CLASSES = ("TH1C", "TH1S", "TH1I", "TH1L", "TH1F", "TH1D")
@@ -107,8 +107,8 @@ def _read_histograms(handle: Any, names: list[str], *, flow: bool, path: str | o
     rows, variance_rows, all_weighted = [], [], True
     for name in names:
         histogram = _guarded(path, f"histogram {name!r}", lambda name=name: handle[name])
-        values, edges, sumw2 = _guarded(path, f"histogram {name!r}", lambda h=histogram: (
-            h.values(flow=flow), h.axis().edges(flow=flow), len(h.member("fSumw2")) > 0))
+        values, edges, sumw2 = _guarded(path, f"histogram {name!r}", lambda h=histogram: _histogram_arrays(h, flow=flow))
+        check_edges(edges if not flow else edges[1:-1], len(values) - (2 if flow else 0), path=path, obj=name)
         if reference_edges is None:
             reference_edges, reference_name = edges, name
         elif edges.shape != reference_edges.shape or not np.array_equal(edges, reference_edges):
@@ -128,6 +128,19 @@ def _read_histograms(handle: Any, names: list[str], *, flow: bool, path: str | o
     return np.asarray(rows, dtype=np.float64), variances, edges
 
 
+def _histogram_arrays(histogram: Any, *, flow: bool) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Contents, bin edges and whether Sumw2 is stored, after checking the axis against the contents.
+
+    The bin count is checked first: a damaged axis could otherwise ask for billions of edges.
+    """
+    contents = histogram.values(flow=True)
+    n_bins = int(histogram.member("fXaxis").member("fNbins"))
+    if n_bins + 2 != len(contents):
+        raise ValueError(f"its axis has {n_bins} bins but {len(contents) - 2} stored contents")  # -> InputFileError
+    values = contents if flow else contents[1:-1]
+    return values, histogram.axis().edges(flow=flow), len(histogram.member("fSumw2")) > 0
+
+
 def _tree(handle: Any, tree_name: str, classes: dict[str, str], *, path: str | os.PathLike[str]) -> Any:
     trees = [name for name, cls in classes.items() if cls in TREE_CLASSES]
     if tree_name not in trees:
@@ -142,8 +155,8 @@ def _numeric_shape(branch: Any) -> tuple[int, ...] | None:
     from uproot.interpretation.numerical import AsDtype
 
     interpretation = branch.interpretation
-    if isinstance(interpretation, AsDtype) and interpretation.to_dtype.kind in "biuf":
-        return tuple(interpretation.inner_shape)
+    if isinstance(interpretation, AsDtype) and interpretation.to_dtype.base.kind in "biuf":
+        return tuple(interpretation.inner_shape)  # () for a scalar; (k,) for a fixed-size array (dtype kind V)
     return None
 
 
