@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spectral_anomaly.data import read_canonical
-from spectral_anomaly.exceptions import InputFileError, InvalidSpectraError
+from spectral_anomaly.exceptions import ConfigError, InputFileError, InvalidSpectraError
 from spectral_anomaly.ingest import ingest_to_store
 
 ARRAY = {"format": "hdf5_array", "dataset": "spectra"}
@@ -128,3 +128,16 @@ def test_large_inputs_are_streamed_in_blocks(tmp_path, rng, monkeypatch):
     summary = ingest_to_store("d", ARRAY, paths=[tmp_path / "raw.h5"], output=tmp_path / "store.h5")
     assert not summary["linked"] and len(reads) > 5
     np.testing.assert_array_equal(read_canonical(tmp_path / "store.h5").X, X.astype(np.float32))
+
+
+def test_a_label_can_be_a_0_1_column_or_an_expression(tmp_path, counts):
+    with h5py.File(tmp_path / "raw.h5", "w") as handle:
+        handle["spectra"] = counts
+        handle["meta/is_bad"] = (np.arange(len(counts)) % 10 == 0).astype(np.int8)
+        handle["meta/run"] = 1000 + np.arange(len(counts)) // 100
+    dataset = {**ARRAY, "metadata_group": "meta"}
+    for label in ("is_bad", "is_bad == 1"):
+        ingest_to_store("d", {**dataset, "anomaly_label": label}, paths=[tmp_path / "raw.h5"], output=tmp_path / "s.h5")
+        np.testing.assert_array_equal(read_canonical(tmp_path / "s.h5").labels, np.arange(len(counts)) % 10 == 0)
+    with pytest.raises(ConfigError, match="true/false"):
+        ingest_to_store("d", {**dataset, "anomaly_label": "run"}, paths=[tmp_path / "raw.h5"], output=tmp_path / "s.h5")

@@ -192,6 +192,8 @@ def evaluate_metadata_expression(metadata: pd.DataFrame, expression: str, *, dat
     except (SyntaxError, ValueError, TypeError, AttributeError) as error:
         raise ConfigError(f"dataset {dataset!r}: {key} {expression!r} is not a valid expression: {error}") from None
     values = np.asarray(result)
+    if values.dtype.kind in "iuf" and values.shape == (len(metadata),) and np.isin(values, (0, 1)).all():
+        values = values.astype(bool)  # a 0/1 column named on its own, e.g. "is_bad"
     if values.shape != (len(metadata),) or values.dtype != bool:
         raise ConfigError(
             f"dataset {dataset!r}: {key} {expression!r} must give one true/false value per spectrum "
