@@ -249,7 +249,7 @@ def _train(hyperparameters, X, *, seed=0, epochs=15, learning_rate=1e-2, patienc
 def test_training_reduces_validation_loss(latent_spectra, hyperparameters):
     result = _train(hyperparameters, latent_spectra)
     history = result.history
-    assert list(history.columns) == ["epoch", "train_loss", "validation_loss", "seconds", "best"]
+    assert list(history.columns) == ["epoch", "train_loss", "validation_loss", "kl_weight", "seconds", "best"]
     assert history["epoch"].tolist() == list(range(1, 16))
     assert result.best_validation_loss < 0.7 * history["validation_loss"].iloc[0]
     assert result.best_validation_loss == pytest.approx(history["validation_loss"].min())
@@ -282,12 +282,11 @@ def test_training_is_reproducible_for_a_seed(latent_spectra):
     assert state1.keys() == state2.keys()
     for name in state1:
         assert torch.equal(state1[name], state2[name]), name
-    scores1, recon1 = score_deep_model(first.model, latent_spectra, mc_samples=4, seed=9, device="cpu")
-    scores2, recon2 = score_deep_model(second.model, latent_spectra, mc_samples=4, seed=9, device="cpu")
+    scores1 = score_deep_model(first.model, latent_spectra, mc_samples=4, seed=9, device="cpu")
+    scores2 = score_deep_model(second.model, latent_spectra, mc_samples=4, seed=9, device="cpu")
     assert scores1.keys() == scores2.keys()
     for name in scores1:
         np.testing.assert_array_equal(scores1[name], scores2[name], err_msg=name)
-    np.testing.assert_array_equal(recon1, recon2)
     assert {"negative_elbo", "elbo", "reconstruction_nll", "kl", "latent_radius", "latent_0", "latent_1"} <= set(scores1)
     assert scores1["negative_elbo"].shape == (200,)
     assert np.all(scores1["kl"] > 0), "a trained VAE's posterior is not the prior; its KL must be non-zero"
@@ -296,15 +295,14 @@ def test_training_is_reproducible_for_a_seed(latent_spectra):
 def test_score_deep_model_is_deterministic_and_batch_consistent(latent_spectra):
     torch.manual_seed(1)
     model = build_model(AE_HYPER)
-    a, ra = score_deep_model(model, latent_spectra, mc_samples=1, seed=0, device="cpu", batch_size=64)
-    b, rb = score_deep_model(model, latent_spectra, mc_samples=1, seed=0, device="cpu", batch_size=64)
-    for name in a:
-        np.testing.assert_array_equal(a[name], b[name])
+    a = score_deep_model(model, latent_spectra, mc_samples=1, seed=0, device="cpu", batch_size=64)
+    b = score_deep_model(model, latent_spectra, mc_samples=1, seed=0, device="cpu", batch_size=37)
+    for name in a:  # the autoencoder draws nothing: another batch size changes at most rounding
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6)
     with torch.inference_mode():
         x = torch.tensor(latent_spectra)
         direct = ((model(x) - x) ** 2).sum(1).double().numpy()
     np.testing.assert_allclose(a["reconstruction_error"], direct, rtol=1e-5)
-    np.testing.assert_allclose(ra, rb)
 
 
 def _save(path, result, hyperparameters, X):
@@ -325,8 +323,8 @@ def test_checkpoint_roundtrip_gives_same_scores(latent_spectra, tmp_path, hyperp
     assert checkpoint["hyperparameters"] == hyperparameters
     assert checkpoint["best_epoch"] == result.best_epoch
     np.testing.assert_array_equal(loaded_normalizer.transform(latent_spectra), normalizer.transform(latent_spectra))
-    before, _ = score_deep_model(result.model, latent_spectra, mc_samples=3, seed=1, device="cpu")
-    after, _ = score_deep_model(model, latent_spectra, mc_samples=3, seed=1, device="cpu")
+    before = score_deep_model(result.model, latent_spectra, mc_samples=3, seed=1, device="cpu")
+    after = score_deep_model(model, latent_spectra, mc_samples=3, seed=1, device="cpu")
     for name in before:
         np.testing.assert_array_equal(before[name], after[name], err_msg=name)
 

@@ -6,13 +6,16 @@ coordinates (``latent_0``, ...) and ``anomaly_score``: the model's primary score
 more anomalous. Scores are computed on normalized spectra; sums run over bins.
 
 Primary scores: autoencoder ``reconstruction_error``; VAE ``negative_elbo``; PCA
-``pca_nll`` (the probabilistic-PCA negative log-likelihood).
+``pca_nll`` (the probabilistic-PCA negative log-likelihood). Every model also gets ``chi2`` (the
+sum over bins of squared pulls) and ``max_abs_pull``, a pull being a bin's residual over its
+uncertainty: the input file's variances where it has them (ROOT ``Sumw2``), else the model's own
+(Poisson, learned or fixed width; residuals in normalized units for the autoencoder and in units
+of the noise width for PCA).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -21,25 +24,32 @@ from .atomic import atomic_path
 from .data import CanonicalSpectra
 from .exceptions import InputFileError, SpectralAnomalyError
 from .formats import FORMAT_VERSIONS, check_format_version
-from .normalize import SpectrumNormalizer
 from .split import split_labels
 
 PRIMARY_SCORE = {"autoencoder": "reconstruction_error", "vae": "negative_elbo", "pca": "pca_nll"}
 
 
-@dataclass
-class ModelScores:
-    """Scores of one model on one dataset: the table and normalized reconstructions of every spectrum."""
-
-    table: pd.DataFrame
-    reconstruction: np.ndarray  # normalized units, (n_spectra, n_bins)
+#: per-spectrum outputs of ``score_batch`` that are arrays over bins, not score columns
+_BIN_ARRAYS = ("reconstruction", "reconstruction_counts", "pulls")
 
 
-def score_deep_model(model, X_normalized: np.ndarray, *, mc_samples: int, seed: int, device: str, batch_size: int = 1024) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Score normalized spectra in eval mode under ``torch.inference_mode()``, deterministically.
+def file_variance_pulls(counts: np.ndarray, reconstruction_counts: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    """Pulls against the per-bin variances stored in the input file (e.g. ROOT Sumw2).
 
-    Returns the per-spectrum score columns (latent coordinates as ``latent_<j>``) and the
-    reconstructions. The same model, data, seed and batch size give the same numbers.
+    A bin of zero variance counts as variance one (one count), so that it cannot divide by zero.
+    """
+    return (counts - reconstruction_counts) / np.sqrt(np.where(variances > 0, variances, 1.0))
+
+
+def score_deep_model(
+    model, X: np.ndarray, *, mc_samples: int, seed: int, device: str, batch_size: int = 1024,
+    variances: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Score raw spectra ``X`` in eval mode under ``torch.inference_mode()``, deterministically.
+
+    Returns the per-spectrum score columns (latent coordinates as ``latent_<j>``); the same model,
+    data, seed and batch size give the same numbers. With the input file's ``variances``, ``chi2``
+    and ``max_abs_pull`` use them instead of the model's own uncertainties.
     """
     import torch
 
@@ -47,30 +57,73 @@ def score_deep_model(model, X_normalized: np.ndarray, *, mc_samples: int, seed: 
     generator = torch.Generator(device=device).manual_seed(seed)
     outputs: dict[str, list[np.ndarray]] = {}
     with torch.inference_mode():
-        for start in range(0, len(X_normalized), batch_size):
-            batch = torch.as_tensor(X_normalized[start : start + batch_size], dtype=torch.float32, device=device)
-            for name, values in model.score_batch(batch, mc_samples=mc_samples, generator=generator).items():
-                outputs.setdefault(name, []).append(values.double().cpu().numpy())
+        for start in range(0, len(X), batch_size):
+            batch = torch.as_tensor(X[start : start + batch_size], dtype=torch.float32, device=device)
+            scores = model.score_batch(batch, mc_samples=mc_samples, generator=generator)
+            if variances is not None:
+                pulls = file_variance_pulls(batch.double().cpu().numpy(), scores["reconstruction_counts"].double().cpu().numpy(),
+                                            variances[start : start + batch_size])
+                scores["chi2"], scores["max_abs_pull"] = torch.as_tensor((pulls**2).sum(1)), torch.as_tensor(np.abs(pulls).max(1))
+            for name, values in scores.items():
+                if name not in _BIN_ARRAYS:
+                    outputs.setdefault(name, []).append(values.double().cpu().numpy())
     merged = {name: np.concatenate(parts) for name, parts in outputs.items()}
-    reconstruction = merged.pop("reconstruction")
     latent = merged.pop("latent")
     for j in range(latent.shape[1]):
         merged[f"latent_{j}"] = latent[:, j]
-    return merged, reconstruction
+    return merged
 
 
-def score_pca(pca, X_normalized: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """PCA baseline scores: ``pca_nll`` (-log-likelihood), ``log_likelihood``, ``reconstruction_error``."""
+def reconstruct_deep_model(model, X: np.ndarray, *, device: str, variances: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Reconstructions in input units and per-bin pulls of a few spectra (from the posterior mean)."""
+    import torch
+
+    model.eval()
+    with torch.inference_mode():
+        batch = torch.as_tensor(X, dtype=torch.float32, device=device)
+        out = model.score_batch(batch, mc_samples=1, generator=torch.Generator(device=device).manual_seed(0))
+    reconstruction = out["reconstruction_counts"].double().cpu().numpy()
+    pulls = out["pulls"].double().cpu().numpy()
+    if variances is not None:
+        pulls = file_variance_pulls(np.asarray(X, dtype=np.float64), reconstruction, variances)
+    return {"reconstruction": reconstruction, "pulls": pulls}
+
+
+def score_pca(
+    pca, X_normalized: np.ndarray, *, counts: np.ndarray | None = None, normalizer=None,
+    variances: np.ndarray | None = None, batch_size: int = 10_000,
+) -> dict[str, np.ndarray]:
+    """PCA baseline scores: ``pca_nll`` (-log-likelihood), ``log_likelihood``, ``reconstruction_error``,
+    and ``chi2`` / ``max_abs_pull`` of the residuals in units of the probabilistic-PCA noise width,
+    or against the file's ``variances`` (then ``counts`` and the ``normalizer`` are needed)."""
     log_likelihood = pca.score_samples(X_normalized)
     latent = pca.transform(X_normalized)
+    chi2, max_abs = np.empty(len(X_normalized)), np.empty(len(X_normalized))
+    for start in range(0, len(X_normalized), batch_size):
+        rows = slice(start, start + batch_size)
+        if variances is None:
+            pulls = pca_pulls(pca, X_normalized[rows])
+        else:
+            batch_counts = np.asarray(counts[rows], dtype=np.float64)
+            recon = normalizer.inverse_transform(pca.inverse_transform(latent[rows]), totals=batch_counts.sum(axis=1))
+            pulls = file_variance_pulls(batch_counts, recon, variances[rows])
+        chi2[rows], max_abs[rows] = (pulls**2).sum(axis=1), np.abs(pulls).max(axis=1)
     columns = {
         "pca_nll": -log_likelihood,
         "log_likelihood": log_likelihood,
         "reconstruction_error": pca.reconstruction_error(X_normalized),
+        "chi2": chi2,
+        "max_abs_pull": max_abs,
     }
     for j in range(latent.shape[1]):
         columns[f"latent_{j}"] = latent[:, j]
-    return columns, pca.inverse_transform(latent)
+    return columns
+
+
+def pca_pulls(pca, X_normalized: np.ndarray) -> np.ndarray:
+    """Residuals from the principal subspace in units of the noise width sqrt(sigma^2)."""
+    X_normalized = np.asarray(X_normalized, dtype=np.float64)
+    return (X_normalized - pca.inverse_transform(pca.transform(X_normalized))) / np.sqrt(pca.noise_variance_)
 
 
 def build_score_table(
@@ -88,8 +141,14 @@ def build_score_table(
     return table
 
 
-def write_scores(table: pd.DataFrame, path: str | os.PathLike[str], *, kind: str) -> None:
-    """Write a score table as parquet, with format version and primary score in its metadata."""
+def write_scores(table: pd.DataFrame, path: str | os.PathLike[str], *, kind: str, thresholds: dict | None = None) -> None:
+    """Write a score table as parquet, with format version and primary score in its metadata.
+
+    ``thresholds``, the calibration of the flag columns (:func:`.thresholds.add_threshold_flags`),
+    is stored as JSON under ``spectral_anomaly.thresholds``.
+    """
+    import json
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -98,12 +157,16 @@ def write_scores(table: pd.DataFrame, path: str | os.PathLike[str], *, kind: str
                 b"spectral_anomaly.format_version": str(FORMAT_VERSIONS["scores"]).encode(),
                 b"spectral_anomaly.model_kind": kind.encode(),
                 b"spectral_anomaly.primary_score": PRIMARY_SCORE[kind].encode()}
+    if thresholds is not None:
+        metadata[b"spectral_anomaly.thresholds"] = json.dumps(thresholds).encode()
     with atomic_path(path) as tmp:
         pq.write_table(arrow.replace_schema_metadata(metadata), tmp)
 
 
 def read_scores(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a score table; ``table.attrs`` holds ``model_kind`` and ``primary_score``."""
+    """Read a score table; ``table.attrs`` holds ``model_kind``, ``primary_score`` and, when stored, ``thresholds``."""
+    import json
+
     import pyarrow.parquet as pq
 
     if not os.path.exists(path):
@@ -119,28 +182,33 @@ def read_scores(path: str | os.PathLike[str]) -> pd.DataFrame:
     table = arrow.to_pandas()
     table.attrs["model_kind"] = metadata[b"spectral_anomaly.model_kind"].decode()
     table.attrs["primary_score"] = metadata[b"spectral_anomaly.primary_score"].decode()
+    if b"spectral_anomaly.thresholds" in metadata:
+        table.attrs["thresholds"] = json.loads(metadata[b"spectral_anomaly.thresholds"])
     return table
 
 
+def top_spectra(table: pd.DataFrame, n_examples: int) -> np.ndarray:
+    """Row positions of the ``n_examples`` highest anomaly scores, most anomalous first."""
+    return np.argsort(-table["anomaly_score"].to_numpy(), kind="stable")[:n_examples]
+
+
 def write_examples(
-    path: str | os.PathLike[str], *, spectra: CanonicalSpectra, normalizer: SpectrumNormalizer,
-    table: pd.DataFrame, reconstruction: np.ndarray, n_examples: int
+    path: str | os.PathLike[str], *, spectra: CanonicalSpectra, table: pd.DataFrame, rows: np.ndarray,
+    reconstruction: np.ndarray, pulls: np.ndarray,
 ) -> None:
-    """Store the ``n_examples`` most anomalous spectra with their reconstructions, in input units.
+    """Store the most anomalous spectra (``rows``) with their reconstructions (input units) and pulls.
 
     The report draws these without loading any model, so it can be regenerated from stored results.
     """
-    order = np.argsort(-table["anomaly_score"].to_numpy(), kind="stable")[:n_examples]
-    totals = spectra.X[order].astype(np.float64).sum(axis=1)
-    recon_counts = normalizer.inverse_transform(reconstruction[order], totals=totals)
     with atomic_path(path) as tmp, open(tmp, "wb") as stream:
         np.savez(
             stream,
             format_version=FORMAT_VERSIONS["examples"],
-            spectrum_id=table["spectrum_id"].to_numpy()[order],
-            anomaly_score=table["anomaly_score"].to_numpy()[order],
-            input=spectra.X[order].astype(np.float64),
-            reconstruction=recon_counts,
+            spectrum_id=table["spectrum_id"].to_numpy()[rows],
+            anomaly_score=table["anomaly_score"].to_numpy()[rows],
+            input=spectra.X[rows].astype(np.float64),
+            reconstruction=np.asarray(reconstruction, dtype=np.float64),
+            pulls=np.asarray(pulls, dtype=np.float64),
             bin_edges=spectra.bin_edges,
         )
 

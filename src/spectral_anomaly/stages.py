@@ -43,7 +43,8 @@ def run_ingest(
     """Stream the dataset's raw files into its canonical store."""
     from .ingest import STEPS_NEEDING_COUNTS, ingest_to_store
 
-    require_counts = any(step in STEPS_NEEDING_COUNTS for step in config["normalization"]["steps"])
+    require_counts = any(step in STEPS_NEEDING_COUNTS for step in config["normalization"]["steps"]) or any(
+        spec.get("likelihood") == "poisson" for spec in config["models"].values())
     ingest_to_store(dataset, dataset_config(config, dataset), paths=input_paths, output=output,
                     checksums=checksums, require_counts=require_counts, store=config["ingest"]["store"])
 
@@ -86,6 +87,14 @@ def _normalized_inputs(data_path: PathLike, split_path: PathLike, normalizer) ->
     return spectra, split, normalizer.transform(spectra.X)
 
 
+def model_hyperparameters(spec: dict[str, Any], *, n_bins: int, normalization: dict[str, Any]) -> dict[str, Any]:
+    """Everything that defines a deep model before training, from its config section."""
+    keys = ["kind", "architecture", "hidden", "conv_channels", "kernel_size", "latent_dim", "activation"]
+    if spec["kind"] == "vae":
+        keys += ["likelihood", "sigma_x", "sigma_floor", "beta", "beta_warmup_epochs"]
+    return {**{key: spec[key] for key in keys}, "n_bins": n_bins, "normalization": normalization}
+
+
 def run_train(
     config: dict[str, Any], dataset: str, model: str, *, data_path: PathLike, split_path: PathLike,
     normalization_path: PathLike, model_path: PathLike, history_path: PathLike, summary_path: PathLike,
@@ -93,24 +102,23 @@ def run_train(
     """Train one model on one dataset; write the checkpoint, the per-epoch history and a summary."""
     from .device import describe_device, resolve_device
     from .normalize import read_normalizer
+    from .split import read_split
     from .train import save_checkpoint, train_model
 
     normalizer = read_normalizer(normalization_path)
-    spectra, split, Z = _normalized_inputs(data_path, split_path, normalizer)
+    spectra, split = read_canonical(data_path), read_split(split_path)
     spec = model_config(config, model)
     training = config["training"]
     device = resolve_device(training["device"])
-    hyperparameters = {"kind": spec["kind"], "n_bins": spectra.n_bins, "hidden": list(spec["hidden"]),
-                       "latent_dim": spec["latent_dim"], "activation": spec["activation"]}
-    if spec["kind"] == "vae":
-        hyperparameters["sigma_x"] = spec["sigma_x"]
+    hyperparameters = model_hyperparameters(spec, n_bins=spectra.n_bins, normalization=normalizer.to_dict())
     log.info("training %s (%s) on %s: %d training, %d validation spectra, device %s",
              model, spec["kind"], dataset, len(split["train"]), len(split["validation"]), describe_device(device))
     started = time.perf_counter()
     result = train_model(
-        hyperparameters, Z[split["train"]], Z[split["validation"]], epochs=training["epochs"],
+        hyperparameters, spectra.X[split["train"]], spectra.X[split["validation"]], epochs=training["epochs"],
         batch_size=training["batch_size"], learning_rate=training["learning_rate"], patience=training["patience"],
         min_delta=training["min_delta"], seed=training["seed"], device=device,
+        checkpoint_path=f"{model_path}.checkpoint",  # resumes a killed job; deleted when training ends
     )
     seconds = time.perf_counter() - started
     save_checkpoint(model_path, result=result, hyperparameters=hyperparameters, normalizer=normalizer,
@@ -133,20 +141,32 @@ def run_score(
 ) -> None:
     """Score every spectrum of the dataset with a trained model."""
     from .device import resolve_device
-    from .score import build_score_table, score_deep_model, write_examples, write_scores
+    from .score import (
+        build_score_table,
+        reconstruct_deep_model,
+        score_deep_model,
+        top_spectra,
+        write_examples,
+        write_scores,
+    )
+    from .split import read_split
+    from .thresholds import add_threshold_flags
     from .train import load_model
 
     device = resolve_device(config["training"]["device"])
-    network, normalizer, checkpoint = load_model(model_path, map_location=device)
-    spectra, split, Z = _normalized_inputs(data_path, split_path, normalizer)
+    network, _, checkpoint = load_model(model_path, map_location=device)
+    spectra, split = read_canonical(data_path), read_split(split_path)
     scoring = config["scoring"]
-    scores, reconstruction = score_deep_model(network, Z, mc_samples=scoring["mc_samples"], seed=scoring["seed"],
-                                              device=device, batch_size=scoring["batch_size"])
+    scores = score_deep_model(network, spectra.X, mc_samples=scoring["mc_samples"], seed=scoring["seed"],
+                              device=device, batch_size=scoring["batch_size"], variances=spectra.variances)
     kind = checkpoint["hyperparameters"]["kind"]
     table = build_score_table(spectra, split, scores, model=model, kind=kind)
-    write_scores(table, scores_path, kind=kind)
-    write_examples(examples_path, spectra=spectra, normalizer=normalizer, table=table,
-                   reconstruction=reconstruction, n_examples=config["report"]["top_spectra"])
+    table, thresholds = add_threshold_flags(table, false_positive_rates=scoring["false_positive_rates"])
+    write_scores(table, scores_path, kind=kind, thresholds=thresholds)
+    rows = top_spectra(table, config["report"]["top_spectra"])
+    examples = reconstruct_deep_model(network, spectra.X[rows], device=device,
+                                      variances=None if spectra.variances is None else spectra.variances[rows])
+    write_examples(examples_path, spectra=spectra, table=table, rows=rows, **examples)
     log.info("scored %d spectra of %s with %s", spectra.n_spectra, dataset, model)
 
 
@@ -157,17 +177,31 @@ def run_baseline(
     """Fit the PCA baseline on the training split and score every spectrum."""
     from .models.pca import PCABaseline
     from .normalize import read_normalizer
-    from .score import build_score_table, score_pca, write_examples, write_scores
+    from .score import (
+        build_score_table,
+        file_variance_pulls,
+        pca_pulls,
+        score_pca,
+        top_spectra,
+        write_examples,
+        write_scores,
+    )
+    from .thresholds import add_threshold_flags
 
     normalizer = read_normalizer(normalization_path)
     spectra, split, Z = _normalized_inputs(data_path, split_path, normalizer)
     pca = PCABaseline(n_components=config["pca"]["n_components"]).fit(Z[split["train"]])
     pca.save(model_path)
-    scores, reconstruction = score_pca(pca, Z)
+    scores = score_pca(pca, Z, counts=spectra.X, normalizer=normalizer, variances=spectra.variances)
     table = build_score_table(spectra, split, scores, model="pca", kind="pca")
-    write_scores(table, scores_path, kind="pca")
-    write_examples(examples_path, spectra=spectra, normalizer=normalizer, table=table,
-                   reconstruction=reconstruction, n_examples=config["report"]["top_spectra"])
+    table, thresholds = add_threshold_flags(table, false_positive_rates=config["scoring"]["false_positive_rates"])
+    write_scores(table, scores_path, kind="pca", thresholds=thresholds)
+    rows = top_spectra(table, config["report"]["top_spectra"])
+    reconstruction = normalizer.inverse_transform(pca.inverse_transform(pca.transform(Z[rows])),
+                                                  totals=spectra.X[rows].astype(np.float64).sum(axis=1))
+    pulls = (pca_pulls(pca, Z[rows]) if spectra.variances is None
+             else file_variance_pulls(spectra.X[rows].astype(np.float64), reconstruction, spectra.variances[rows]))
+    write_examples(examples_path, spectra=spectra, table=table, rows=rows, reconstruction=reconstruction, pulls=pulls)
     log.info("PCA baseline (%d components) scored %d spectra of %s", len(pca.explained_variance_), spectra.n_spectra, dataset)
 
 

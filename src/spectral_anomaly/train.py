@@ -2,6 +2,9 @@
 
 The loop keeps the training spectra in one tensor on the device and draws a seeded permutation
 per epoch (no DataLoader: it is slower for in-memory data). Each epoch logs its losses and time.
+The VAE's KL term is weighted by ``beta``, warmed up linearly over ``beta_warmup_epochs``
+(hyperparameters; defaults 1 and 0). With a ``checkpoint_path`` the whole training state is
+written after every epoch, so a killed job resumes where it stopped (:mod:`.resume`).
 The checkpoint is a plain dict of simple values plus state dicts: model hyperparameters and
 weights, optimizer state, epochs, best validation loss, the fitted normalization, seed, device and
 package version, so :func:`load_model` can rebuild the model anywhere with ``map_location``.
@@ -26,6 +29,12 @@ from .exceptions import InputFileError, SpectralAnomalyError, TrainingError
 from .formats import FORMAT_VERSIONS, check_format_version
 from .models import build_model
 from .normalize import SpectrumNormalizer
+from .resume import (
+    describe_data,
+    remove_resume_checkpoint,
+    resume_training,
+    write_resume_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +48,7 @@ class TrainingResult:
     best_epoch: int
     best_validation_loss: float
     optimizer_state: dict[str, Any]
+    resumed_from_epoch: int = 0  # the last epoch of the checkpoint this run continued from; 0: none
 
 
 def seed_everything(seed: int) -> None:
@@ -54,7 +64,7 @@ def _make_optimizer(model: torch.nn.Module, learning_rate: float, device: str) -
         return torch.optim.Adam(model.parameters(), lr=learning_rate)
 
 
-def _validation_loss(model: torch.nn.Module, X: torch.Tensor, *, batch_size: int, seed: int) -> float:
+def _validation_loss(model: torch.nn.Module, X: torch.Tensor, *, batch_size: int, seed: int, kl_weight: float) -> float:
     """Mean per-spectrum loss over ``X`` in eval mode, with the same Monte-Carlo draws every epoch."""
     generator = torch.Generator(device=X.device).manual_seed(seed)
     model.eval()
@@ -62,7 +72,7 @@ def _validation_loss(model: torch.nn.Module, X: torch.Tensor, *, batch_size: int
     with torch.inference_mode():
         for start in range(0, len(X), batch_size):
             batch = X[start : start + batch_size]
-            total += float(model.training_loss(batch, generator=generator)) * len(batch)
+            total += float(model.training_loss(batch, generator=generator, kl_weight=kl_weight)) * len(batch)
     return total / len(X)
 
 
@@ -78,14 +88,24 @@ def train_model(
     min_delta: float = 0.0,
     seed: int,
     device: str,
+    checkpoint_path: str | os.PathLike[str] | None = None,
 ) -> TrainingResult:
     """Build the model from ``hyperparameters`` and train it with Adam on mini-batches.
 
     The seed fixes the initial weights, the batch order and the Monte-Carlo draws, so the same
-    data and seed give the same model on the same device and thread count. Training stops after
-    ``patience`` epochs without validation gain. The model returned holds the weights of the epoch with the lowest validation loss. A
-    non-finite loss stops training with :class:`TrainingError` naming the epoch.
+    data and seed give the same model on the same device and thread count. The KL weight of
+    training batches is ``beta * min(1, epoch / beta_warmup_epochs)``; the validation loss always
+    uses the full ``beta``. Training stops after ``patience`` epochs without validation gain,
+    counted from the end of the warm-up. The model returned holds the weights of the epoch with
+    the lowest validation loss. A non-finite loss stops training with :class:`TrainingError`
+    naming the epoch.
+
+    With ``checkpoint_path``, the training state is written there after every epoch; a run that
+    finds a checkpoint of the same settings and data there continues after its epoch and returns
+    what an uninterrupted run would (apart from the ``seconds`` column). The file is deleted
+    when training ends.
     """
+    beta, warmup = float(hyperparameters.get("beta", 1.0)), int(hyperparameters.get("beta_warmup_epochs", 0))
     seed_everything(seed)
     model = build_model(hyperparameters).to(device)
     train = torch.as_tensor(X_train, dtype=torch.float32, device=device)
@@ -93,24 +113,38 @@ def train_model(
     optimizer = _make_optimizer(model, learning_rate, device)
     order_generator = torch.Generator().manual_seed(seed)
     noise_generator = torch.Generator(device=device).manual_seed(seed + 1)
-    best_loss, best_epoch, best_state, since_best = math.inf, 0, None, 0
-    rows = []
-    for epoch in range(1, epochs + 1):
+    best_loss, best_epoch, best_state, since_best, rows, first_epoch = math.inf, 0, None, 0, [], 1
+    generators = {"order_generator": order_generator, "noise_generator": noise_generator}
+    if checkpoint_path is not None:
+        settings = {"hyperparameters": dict(hyperparameters), "data": describe_data(X_train, X_validation),
+                    "training": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                                 "patience": patience, "min_delta": min_delta, "seed": seed, "device": str(device)}}
+        if os.path.exists(checkpoint_path):
+            state = resume_training(checkpoint_path, settings=settings, model=model, optimizer=optimizer, **generators)
+            first_epoch, rows, best_loss = state["epoch"] + 1, state["history"], state["best_validation_loss"]
+            best_epoch, since_best = state["best_epoch"], state["epochs_since_best"]
+            best_state = {k: v.to(device) for k, v in state["best_state"].items()}
+            log.info("resuming from epoch %d of %s (continuing at epoch %d)", state["epoch"], checkpoint_path, first_epoch)
+    for epoch in range(first_epoch, epochs + 1):
         started = time.perf_counter()
+        kl_weight = beta * min(1.0, epoch / warmup) if warmup > 0 else beta
         model.train()
         order = torch.randperm(len(train), generator=order_generator).to(device)
         running = torch.zeros((), device=device)
         for start in range(0, len(train), batch_size):
             batch = train[order[start : start + batch_size]]
-            loss = model.training_loss(batch, generator=noise_generator)
+            loss = model.training_loss(batch, generator=noise_generator, kl_weight=kl_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             running += loss.detach() * len(batch)
         train_loss = float(running) / len(train)
-        validation_loss = _validation_loss(model, validation, batch_size=max(batch_size, 1024), seed=seed + 2)
+        validation_loss = _validation_loss(model, validation, batch_size=max(batch_size, 1024), seed=seed + 2,
+                                           kl_weight=beta)
         seconds = time.perf_counter() - started
         if not (math.isfinite(train_loss) and math.isfinite(validation_loss)):
+            if checkpoint_path is not None:  # resuming would only diverge again
+                remove_resume_checkpoint(checkpoint_path)
             raise TrainingError(
                 f"loss became non-finite at epoch {epoch} (train {train_loss}, validation {validation_loss}); "
                 f"try a lower learning_rate than {learning_rate} or check the normalization"
@@ -119,21 +153,28 @@ def train_model(
         if improved:
             best_loss, best_epoch, since_best = validation_loss, epoch, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
+        elif epoch > warmup:  # patience counts only the epochs after the warm-up
             since_best += 1
         rows.append({"epoch": epoch, "train_loss": train_loss, "validation_loss": validation_loss,
-                     "seconds": seconds, "best": improved})
-        log.info("epoch %4d/%d  train_loss %12.4f  validation_loss %12.4f  %6.2f s%s",
-                 epoch, epochs, train_loss, validation_loss, seconds, "  *" if improved else "")
+                     "kl_weight": kl_weight, "seconds": seconds, "best": improved})
+        log.info("epoch %4d/%d  train_loss %12.4f  validation_loss %12.4f  kl_weight %.3g  %6.2f s%s",
+                 epoch, epochs, train_loss, validation_loss, kl_weight, seconds, "  *" if improved else "")
         if since_best >= patience:
             log.info("early stop: no validation improvement for %d epochs; best epoch %d (%.4f)",
                      patience, best_epoch, best_loss)
             break
+        if checkpoint_path is not None and epoch < epochs:
+            write_resume_checkpoint(checkpoint_path, settings=settings, model=model, optimizer=optimizer, **generators,
+                                    epoch=epoch, history=rows, best_validation_loss=best_loss, best_epoch=best_epoch,
+                                    best_state=best_state, epochs_since_best=since_best)
     assert best_state is not None
     model.load_state_dict(best_state)
     model.eval()
+    if checkpoint_path is not None:
+        remove_resume_checkpoint(checkpoint_path)
     return TrainingResult(model=model, history=pd.DataFrame(rows), best_epoch=best_epoch,
-                          best_validation_loss=best_loss, optimizer_state=optimizer.state_dict())
+                          best_validation_loss=best_loss, optimizer_state=optimizer.state_dict(),
+                          resumed_from_epoch=first_epoch - 1)
 
 
 def save_checkpoint(

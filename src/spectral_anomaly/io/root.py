@@ -26,7 +26,13 @@ from ..exceptions import (
     SpectralAnomalyError,
     closest_first,
 )
-from .raw import RawSpectra, check_edges, check_spectra_shape, source_metadata, uniform_edges
+from .raw import (
+    RawSpectra,
+    check_edges,
+    check_spectra_shape,
+    source_metadata,
+    uniform_edges,
+)
 
 #: ROOT classes read as one-dimensional histograms
 TH1_CLASSES = ("TH1C", "TH1S", "TH1I", "TH1L", "TH1F", "TH1D")

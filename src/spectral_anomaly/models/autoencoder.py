@@ -1,38 +1,62 @@
 """Deterministic autoencoder; its anomaly score is the reconstruction error.
 
-``reconstruction_error`` is the sum over bins of squared residuals in normalized units, so
-higher means more anomalous.
+``reconstruction_error`` is the sum over bins of squared residuals in normalized units (higher =
+more anomalous). Without a noise model, its pulls are those residuals themselves: per-bin
+standard deviations of the training spectra when the normalization ends with ``standardize``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from .mlp import build_mlp
+from .networks import build_decoder, build_encoder
+from .normalization import NormalizationLayer
 
 
 class Autoencoder(nn.Module):
-    """MLP encoder ``n_bins -> hidden... -> latent_dim`` and the mirrored decoder."""
+    """Encoder ``n_bins -> latent_dim`` and decoder back, MLP or 1-D convolutional; takes raw spectra."""
 
-    def __init__(self, *, n_bins: int, hidden: list[int], latent_dim: int, activation: str = "relu") -> None:
+    def __init__(
+        self, *, n_bins: int, latent_dim: int, hidden: list[int] | None = None, activation: str = "relu",
+        architecture: str = "mlp", conv_channels: list[int] | None = None, kernel_size: int = 5,
+        normalization: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
-        self.encoder = build_mlp([n_bins, *hidden, latent_dim], activation=activation)
-        self.decoder = build_mlp([latent_dim, *reversed(hidden), n_bins], activation=activation)
+        hidden, conv_channels = list(hidden or []), list(conv_channels or [16, 32])
+        self.normalize = NormalizationLayer(normalization)
+        self.encoder_body = build_encoder(architecture, n_bins=n_bins, hidden=hidden, conv_channels=conv_channels,
+                                          kernel_size=kernel_size, activation=activation)
+        self.to_latent = nn.Linear(self.encoder_body.out_features, latent_dim)
+        self.decoder = build_decoder(architecture, latent_dim=latent_dim, n_bins=n_bins, hidden=hidden,
+                                     conv_channels=conv_channels, kernel_size=kernel_size, activation=activation,
+                                     channels=1)
+
+    def encoder(self, normalized: torch.Tensor) -> torch.Tensor:
+        return self.to_latent(self.encoder_body(normalized))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
+        """The reconstruction of ``x`` in normalized units."""
+        return self.decoder(self.encoder(self.normalize(x)))[..., 0, :]
 
-    def training_loss(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Mean over the batch of the per-spectrum sum of squared residuals."""
-        return ((self(x) - x) ** 2).sum(dim=1).mean()
+    def training_loss(self, x: torch.Tensor, *, generator: torch.Generator | None = None, kl_weight: float = 1.0) -> torch.Tensor:
+        """Mean over the batch of the per-spectrum sum of squared residuals (``kl_weight`` is unused)."""
+        return (self(x) - self.normalize(x)).pow(2).sum(dim=-1).mean()
 
     def score_batch(self, x: torch.Tensor, *, mc_samples: int = 1, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Per-spectrum scores (``reconstruction_error``), latent codes and reconstructions."""
-        latent = self.encoder(x)
-        reconstruction = self.decoder(latent)
+        """Per-spectrum scores, pulls, latent codes and reconstructions (normalized and in input units)."""
+        normalized = self.normalize(x)
+        latent = self.encoder(normalized)
+        reconstruction = self.decoder(latent)[..., 0, :]
+        pulls = normalized - reconstruction
         return {
-            "reconstruction_error": ((reconstruction - x) ** 2).sum(dim=1),
+            "reconstruction_error": pulls.pow(2).sum(dim=-1),
+            "chi2": pulls.pow(2).sum(dim=-1),
+            "max_abs_pull": pulls.abs().amax(dim=-1),
             "latent": latent,
             "reconstruction": reconstruction,
+            "reconstruction_counts": self.normalize.inverse(reconstruction, x.sum(dim=-1)),
+            "pulls": pulls,
         }

@@ -1,29 +1,34 @@
-"""Variational autoencoder scored by its evidence lower bound (ELBO).
+"""Variational autoencoder scored by its evidence lower bound (ELBO) and importance-weighted bound.
 
-For one spectrum x with encoder posterior q(z|x) = N(mu, diag(sigma^2)) and unit-Gaussian prior,
+For a spectrum x with encoder posterior q(z|x) = N(mu, diag(sigma^2)) and a unit-Gaussian prior,
 
-    ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || N(0, I))
+    ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || N(0, I)),
+    KL = 1/2 sum_j (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1)   (closed form),
 
-with a Gaussian likelihood of fixed width ``sigma_x`` summed over bins,
-
-    log p(x|z) = -1/2 sum_b ((x_b - xhat_b(z)) / sigma_x)^2 - n_bins log(sigma_x) - n_bins/2 log(2 pi)
-
-and the closed-form KL = 1/2 sum_j (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1). The expectation is
-estimated with K Monte-Carlo samples from a seeded generator. ``elbo`` keeps its natural sign
-(higher = more normal); the anomaly score is ``negative_elbo = -elbo`` (higher = more anomalous).
+with the likelihood p(x|z) of :mod:`.likelihoods` summed over bins. The expectation uses K
+Monte-Carlo samples from a seeded generator. The importance-weighted bound with the same K
+samples, log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), is tighter (it approaches log p(x) as K
+grows); ``iw_nll`` is its negative. ``elbo`` keeps its natural sign (higher = more normal); the
+anomaly score is ``negative_elbo = -elbo`` (higher = more anomalous). Training minimizes
+-E_q[log p(x|z)] + kl_weight * KL (beta-VAE, with the weight warmed up by the training loop).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
-from .mlp import ACTIVATIONS, build_mlp
+from .likelihoods import Likelihood, decoder_channels, gaussian_log_likelihood
+from .networks import build_decoder, build_encoder
+from .normalization import NormalizationLayer
 
 #: log-variances are clamped to this range so exp() can neither overflow nor vanish
 LOGVAR_RANGE = (-20.0, 10.0)
+
+__all__ = ["VariationalAutoencoder", "gaussian_log_likelihood", "kl_to_standard_normal"]
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -31,68 +36,92 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
     return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0).sum(dim=-1)
 
 
-def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, sigma_x: float) -> torch.Tensor:
-    """log N(x | mean, sigma_x^2 I), summed over the last (bin) axis."""
-    n_bins = x.shape[-1]
-    squared = ((x - mean) / sigma_x).pow(2).sum(dim=-1)
-    return -0.5 * squared - n_bins * math.log(sigma_x) - 0.5 * n_bins * math.log(2.0 * math.pi)
+def _standard_normal_log_density(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    return (-0.5 * ((z - mean).pow(2) / logvar.exp() + logvar + math.log(2.0 * math.pi))).sum(dim=-1)
 
 
 class VariationalAutoencoder(nn.Module):
-    """MLP encoder to (mu, log sigma^2) of the latent posterior, and an MLP decoder to the mean spectrum."""
+    """Encoder to (mu, log sigma^2) of the latent posterior; decoder to the likelihood's parameters.
+
+    The model takes raw spectra and applies the fitted ``normalization`` itself.
+    """
 
     def __init__(
-        self, *, n_bins: int, hidden: list[int], latent_dim: int, activation: str = "relu", sigma_x: float = 1.0
+        self, *, n_bins: int, latent_dim: int, hidden: list[int] | None = None, activation: str = "relu",
+        architecture: str = "mlp", conv_channels: list[int] | None = None, kernel_size: int = 5,
+        likelihood: str = "gaussian", sigma_x: float = 1.0, sigma_floor: float = 1e-3,
+        normalization: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if sigma_x <= 0:
-            raise ValueError(f"sigma_x must be positive, got {sigma_x}")
+        if sigma_x <= 0 or sigma_floor <= 0:
+            raise ValueError(f"sigma_x and sigma_floor must be positive, got {sigma_x} and {sigma_floor}")
+        hidden, conv_channels = list(hidden or []), list(conv_channels or [16, 32])
         self.latent_dim = latent_dim
-        self.sigma_x = float(sigma_x)
-        self.encoder = build_mlp([n_bins, *hidden], activation=activation) if hidden else nn.Identity()
-        self.encoder_activation = ACTIVATIONS[activation]() if hidden else nn.Identity()
-        width = hidden[-1] if hidden else n_bins
-        self.to_mu = nn.Linear(width, latent_dim)
-        self.to_logvar = nn.Linear(width, latent_dim)
-        self.decoder = build_mlp([latent_dim, *reversed(hidden), n_bins], activation=activation)
+        self.normalize = NormalizationLayer(normalization)
+        self.likelihood = Likelihood(likelihood, sigma_x=sigma_x, sigma_floor=sigma_floor)
+        self.encoder = build_encoder(architecture, n_bins=n_bins, hidden=hidden, conv_channels=conv_channels,
+                                     kernel_size=kernel_size, activation=activation)
+        self.to_mu = nn.Linear(self.encoder.out_features, latent_dim)
+        self.to_logvar = nn.Linear(self.encoder.out_features, latent_dim)
+        self.decoder = build_decoder(architecture, latent_dim=latent_dim, n_bins=n_bins, hidden=hidden,
+                                     conv_channels=conv_channels, kernel_size=kernel_size, activation=activation,
+                                     channels=decoder_channels(likelihood))
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior mean and clamped log-variance."""
-        h = self.encoder_activation(self.encoder(x))
+    def encode(self, normalized: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and clamped log-variance of normalized spectra."""
+        h = self.encoder(normalized)
         return self.to_mu(h), self.to_logvar(h).clamp(*LOGVAR_RANGE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The reconstruction from the posterior mean."""
-        mu, _ = self.encode(x)
-        return self.decoder(mu)
+        """The predicted mean of the likelihood (in its target's units), decoded from the posterior mean."""
+        mu, _ = self.encode(self.normalize(x))
+        return self.likelihood.mean_and_sigma(self.decoder(mu), x.sum(dim=-1))[0]
 
     def elbo_terms(
-        self, x: torch.Tensor, *, mc_samples: int = 1, generator: torch.Generator | None = None
+        self, x: torch.Tensor, *, mc_samples: int = 1, generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Per-spectrum ``elbo``, ``expected_log_likelihood`` and ``kl`` with K = ``mc_samples`` samples."""
-        mu, logvar = self.encode(x)
-        std = (0.5 * logvar).exp()
+        """Per-spectrum ``elbo``, ``expected_log_likelihood``, ``kl``, ``iw_log_likelihood`` and ``mu``."""
+        normalized = self.normalize(x)
+        target, totals = self.likelihood.target(x, normalized), x.sum(dim=-1)
+        mu, logvar = self.encode(normalized)
         eps = torch.randn((mc_samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
-        z = mu + std * eps  # (K, batch, latent)
-        expected_ll = gaussian_log_likelihood(x, self.decoder(z), self.sigma_x).mean(dim=0)
+        z = mu + (0.5 * logvar).exp() * eps  # (K, batch, latent)
+        log_likelihood = self.likelihood.log_likelihood(self.decoder(z), target, totals)  # (K, batch)
         kl = kl_to_standard_normal(mu, logvar)
-        return {"elbo": expected_ll - kl, "expected_log_likelihood": expected_ll, "kl": kl, "mu": mu}
+        log_weights = (log_likelihood + _standard_normal_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
+                       - _standard_normal_log_density(z, mu, logvar))
+        iw = torch.logsumexp(log_weights, dim=0) - math.log(mc_samples)
+        expected = log_likelihood.mean(dim=0)
+        return {"elbo": expected - kl, "expected_log_likelihood": expected, "kl": kl, "iw_log_likelihood": iw,
+                "mu": mu, "normalized": normalized, "target": target, "totals": totals}
 
-    def training_loss(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Mean over the batch of the negative ELBO (one Monte-Carlo sample)."""
-        return -self.elbo_terms(x, mc_samples=1, generator=generator)["elbo"].mean()
+    def training_loss(self, x: torch.Tensor, *, generator: torch.Generator | None = None, kl_weight: float = 1.0) -> torch.Tensor:
+        """Mean over the batch of -E_q[log p(x|z)] + kl_weight * KL (one Monte-Carlo sample)."""
+        terms = self.elbo_terms(x, mc_samples=1, generator=generator)
+        return (-terms["expected_log_likelihood"] + kl_weight * terms["kl"]).mean()
 
     def score_batch(self, x: torch.Tensor, *, mc_samples: int = 1, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Per-spectrum ELBO parts, latent radius, reconstruction error, latent means and reconstructions."""
+        """Per-spectrum scores, pulls, latent means and reconstructions (normalized and in input units)."""
         terms = self.elbo_terms(x, mc_samples=mc_samples, generator=generator)
-        reconstruction = self.decoder(terms["mu"])
+        output = self.decoder(terms["mu"])
+        mean, _ = self.likelihood.mean_and_sigma(output, terms["totals"])
+        pulls = self.likelihood.pulls(output, terms["target"], terms["totals"])
+        if self.likelihood.kind == "poisson":
+            counts, normalized_mean = mean, self.normalize(mean)
+        else:
+            counts, normalized_mean = self.normalize.inverse(mean, terms["totals"]), mean
         return {
             "negative_elbo": -terms["elbo"],
             "elbo": terms["elbo"],
             "reconstruction_nll": -terms["expected_log_likelihood"],
             "kl": terms["kl"],
-            "latent_radius": terms["mu"].norm(dim=1),
-            "reconstruction_error": ((reconstruction - x) ** 2).sum(dim=1),
+            "iw_nll": -terms["iw_log_likelihood"],
+            "latent_radius": terms["mu"].norm(dim=-1),
+            "reconstruction_error": (normalized_mean - terms["normalized"]).pow(2).sum(dim=-1),
+            "chi2": pulls.pow(2).sum(dim=-1),
+            "max_abs_pull": pulls.abs().amax(dim=-1),
             "latent": terms["mu"],
-            "reconstruction": reconstruction,
+            "reconstruction": normalized_mean,
+            "reconstruction_counts": counts,
+            "pulls": pulls,
         }

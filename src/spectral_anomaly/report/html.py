@@ -1,7 +1,8 @@
 """The report page: one self-contained HTML file per dataset, figures embedded as base64 PNG.
 
 Every text that comes from data or configuration is escaped; the page needs no network access
-and no other file to display.
+and no other file to display. The page is pure ASCII (other characters as numeric references), so
+it is written the same whatever the locale's encoding.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from html import escape
 import pandas as pd
 
 from .. import __version__
+from ..thresholds import rate_label
 from .metrics import best_models
 
 STYLE = """
@@ -120,6 +122,105 @@ def score_table(metrics: dict) -> str:
     return f"<table>\n{header}\n" + "\n".join(rows) + "\n</table>"
 
 
+def _percent_cell(value: float | None, *, best: bool = False) -> str:
+    text = "&mdash;" if value is None or math.isnan(value) else f"{100.0 * value:.2f}%"
+    return f'<td class="num best">{text}</td>' if best else f'<td class="num">{text}</td>'
+
+
+def _threshold_rates(metrics: dict) -> dict[str, float]:
+    """Flag column -> target false-positive rate, over every model, in order of first appearance."""
+    rates: dict[str, float] = {}
+    for entry in metrics["models"].values():
+        for column, values in (entry.get("thresholds") or {}).items():
+            rates.setdefault(column, values["false_positive_rate"])
+    return rates
+
+
+def efficiency_table(metrics: dict) -> str:
+    """Model x target false-positive rate: TPR and FPR on the test split (without labels: flagged fraction).
+
+    The highest TPR at each rate is highlighted. A rate marked &dagger; had fewer calibration spectra
+    than ``ceil(1 / rate)``, so its cut is their maximum and the flag is coarser than asked.
+    """
+    rates = _threshold_rates(metrics)
+    labelled = metrics["labelled"]
+    per_rate = ["TPR", "FPR"] if labelled else ["flagged (test)"]
+    header_rates = "".join(f'<th colspan="{len(per_rate)}">target FPR {escape(rate_label(rate))}</th>'
+                           for rate in rates.values())
+    header = (f'<tr><th rowspan="2">model</th>{header_rates}</tr>\n<tr>'
+              + "".join(f"<th>{name}</th>" for _ in rates for name in per_rate) + "</tr>")
+    best_tpr = {}
+    for column in rates:
+        values = [entry["thresholds"][column]["test_tpr"] for entry in metrics["models"].values()
+                  if column in (entry.get("thresholds") or {}) and entry["thresholds"][column]["test_tpr"] is not None]
+        best_tpr[column] = max(values, default=None)
+    rows = []
+    for name, entry in metrics["models"].items():
+        cells = [f"<td>{escape(name)}</td>"]
+        for column in rates:
+            values = (entry.get("thresholds") or {}).get(column)
+            if values is None:
+                cells += ['<td class="num">&mdash;</td>'] * len(per_rate)
+                continue
+            coarse = values["n_calibration"] < math.ceil(1.0 / values["false_positive_rate"])
+            if labelled:
+                tpr = values["test_tpr"]
+                best = tpr is not None and best_tpr[column] is not None and math.isclose(tpr, best_tpr[column])
+                cells += [_percent_cell(tpr, best=best), _percent_cell(values["test_fpr"])]
+            else:
+                cells.append(_percent_cell(values["test_flag_rate"]))
+            if coarse:
+                cells[-1] = cells[-1].replace("</td>", " &dagger;</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table>\n{header}\n" + "\n".join(rows) + "\n</table>"
+
+
+def calibration_table(metrics: dict) -> str:
+    """Per model and rate: flag column, cut, calibration spectra and rates on calibration and test."""
+    header = ("<tr><th>model</th><th>target FPR</th><th>flag column</th><th>cut on anomaly_score</th>"
+              "<th>calibration spectra</th><th>FPR (calibration)</th><th>FPR (test)</th><th>TPR (test)</th>"
+              "<th>flagged (test)</th><th>flagged (all splits)</th></tr>")
+    rows = []
+    for name, entry in metrics["models"].items():
+        for column, values in (entry.get("thresholds") or {}).items():
+            cut = "&mdash;" if values["cut"] is None else escape(f"{values['cut']:.6g}")
+            rows.append(
+                f"<tr><td>{escape(name)}</td><td>{escape(rate_label(values['false_positive_rate']))}</td>"
+                f"<td><code>{escape(column)}</code></td><td class=\"num\">{cut}</td>" + _cell(values["n_calibration"])
+                + _percent_cell(values["calibration_fpr"]) + _percent_cell(values["test_fpr"])
+                + _percent_cell(values["test_tpr"]) + _percent_cell(values["test_flag_rate"])
+                + _cell(values["n_flagged_all"]) + "</tr>"
+            )
+    return f"<table>\n{header}\n" + "\n".join(rows) + "\n</table>"
+
+
+def thresholds_section(metrics: dict) -> list[str]:
+    """The section on flags at calibrated false-positive rates."""
+    parts = ['<h2 id="thresholds">Efficiency at calibrated false-positive rates</h2>']
+    if not _threshold_rates(metrics):
+        parts.append('<p class="caption">No spectrum is flagged: either no false-positive rates are configured '
+                     "(<code>scoring.false_positive_rates</code>), or the validation split held no normal spectrum "
+                     "to calibrate the cuts on (the score step's log says which).</p>")
+        return parts
+    if metrics["labelled"]:
+        text = ("Each model's anomaly score is cut where at most the target fraction of the validation split's "
+                "normal spectra lie above it; spectra above the cut are flagged. On the test split, TPR is the "
+                "fraction of labelled anomalies flagged and FPR the fraction of normal spectra flagged, which "
+                "should come out close to the target. The highest TPR at each rate is highlighted.")
+    else:
+        text = ("Each model's anomaly score is cut where at most the target fraction of the validation split's "
+                "spectra (no labels: assumed mostly normal) lie above it; spectra above the cut are flagged. "
+                "Without labels no TPR or FPR can be computed; the table gives the fraction of test spectra "
+                "flagged, which exceeds the target where the test split holds anomalies or differs from validation.")
+    parts += [
+        (f'<p class="caption">{escape(text)} &dagger; fewer calibration spectra than 1/rate: the cut is their '
+         "maximum score and the flag is coarser than the target.</p>"),
+        efficiency_table(metrics),
+        "<details><summary>cuts and calibration of every flag</summary>", calibration_table(metrics), "</details>",
+    ]
+    return parts
+
+
 def dataframe_table(frame: pd.DataFrame) -> str:
     """An escaped HTML table of ``frame``; rows with ``label`` 1 are tinted."""
     header = "<tr>" + "".join(f"<th>{escape(str(c))}</th>" for c in frame.columns) + "</tr>"
@@ -189,6 +290,7 @@ def render_report(*, dataset: str, run_name: str, metrics: dict, figures: Mappin
         '<h2 id="metrics">Model comparison</h2>', f'<p class="caption">{escape(label_note)}</p>',
         comparison_table(metrics),
         "<details><summary>AUC of every score column</summary>", score_table(metrics), "</details>",
+        *thresholds_section(metrics),
     ]
     for name in FIGURE_TEXT:
         parts.append(_figure_block(name, figures[name]))
@@ -197,6 +299,8 @@ def render_report(*, dataset: str, run_name: str, metrics: dict, figures: Mappin
         f'<p class="caption">The {len(top_table)} spectra with the highest anomaly score of model '
         f"<b>{escape(reference_model)}</b>, over every split, with their metadata and every model's anomaly score "
         "for the same spectrum (scores of different models are on different scales: compare ranks, not values)."
+        + (" A model's flags column lists the calibrated false-positive rates at which it flags the spectrum."
+           if any(str(column).startswith("flags (") for column in top_table.columns) else "")
         + (" Rows of labelled anomalies are tinted." if labelled else "") + "</p>",
         dataframe_table(top_table),
         '<h2 id="config">Run configuration</h2>',
@@ -204,4 +308,5 @@ def render_report(*, dataset: str, run_name: str, metrics: dict, figures: Mappin
         f"<pre>{escape(config_yaml(run_config))}</pre>", "</details>",
         "</body>", "</html>",
     ]
-    return "\n".join(parts) + "\n"
+    page = "\n".join(parts) + "\n"
+    return page.encode("ascii", "xmlcharrefreplace").decode("ascii")

@@ -5,6 +5,11 @@ score (``anomaly_score``) and every other anomaly-sign score column of each mode
 (``elbo``, ``log_likelihood``: higher = more normal) are left out; their partners
 (``negative_elbo``, ``pca_nll``) are evaluated instead, so that for every reported AUC a higher
 score means more anomalous. Without labels every AUC is ``None`` (null in ``metrics.json``).
+
+Where a score table carries flags at calibrated false-positive rates (:mod:`..thresholds`), each
+model's ``thresholds`` give, per flag column, the calibrated cut, the calibration spectra and the
+rate achieved on them, and on the test split the fraction of normal spectra flagged (``test_fpr``),
+of anomalies flagged (``test_tpr``) and of all test spectra flagged (``test_flag_rate``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import pandas as pd
 
 from ..exceptions import InputFileError, ObjectNotFoundError, closest_first
 from ..formats import FORMAT_VERSIONS
+from ..thresholds import rate_label, threshold_entries
 
 #: score columns evaluated when present (higher = more anomalous); latent_* and flags are not scores
 SCORE_COLUMNS: tuple[str, ...] = (
@@ -114,6 +120,44 @@ def detection_aucs(labels: np.ndarray, scores: np.ndarray) -> tuple[float | None
     return float(roc_auc_score(labels, values)), float(average_precision_score(labels, values))
 
 
+def _fraction(flags: np.ndarray) -> float | None:
+    return float(flags.mean()) if flags.size else None
+
+
+def threshold_metrics(table: pd.DataFrame, *, labelled: bool) -> dict[str, dict]:
+    """Per flag column (``flag_fpr_1pct``, ...): calibration and efficiency on the test split.
+
+    Each entry holds ``false_positive_rate`` (the target), ``cut`` (null if not finite),
+    ``n_calibration`` and ``calibration_fpr`` (as stored at scoring), ``test_fpr`` (fraction of the
+    test split's normal spectra flagged; null without labels), ``test_tpr`` (fraction of its
+    anomalies flagged; null without labels or anomalies), ``test_flag_rate`` (fraction of all test
+    spectra flagged) and ``n_flagged_all`` (flagged spectra over every split).
+    """
+    rows = evaluated_rows(table)
+    labels = rows["label"].to_numpy() if labelled else None
+    result: dict[str, dict] = {}
+    for entry in threshold_entries(table):
+        column = entry["column"]
+        if column not in table.columns:
+            raise InputFileError(
+                f"score table of model {table.attrs.get('model_kind')!r} records a cut for {column} but lacks that "
+                f"column; it has {closest_first(column, table.columns)}. Rerun the workflow's score step"
+            )
+        test_flags = rows[column].to_numpy(dtype=bool)
+        cut = float(entry["cut"]) if entry["cut"] is not None else math.nan
+        result[column] = {
+            "false_positive_rate": float(entry["false_positive_rate"]),
+            "cut": cut if math.isfinite(cut) else None,
+            "n_calibration": int(entry["n_calibration"]),
+            "calibration_fpr": float(entry["calibration_fpr"]),
+            "test_fpr": _fraction(test_flags[labels == 0]) if labelled else None,
+            "test_tpr": _fraction(test_flags[labels == 1]) if labelled else None,
+            "test_flag_rate": _fraction(test_flags),
+            "n_flagged_all": int(table[column].to_numpy(dtype=bool).sum()),
+        }
+    return result
+
+
 def model_metrics(table: pd.DataFrame, *, labelled: bool) -> dict:
     """Metrics of one model: kind, primary score, test counts and AUCs of every score column."""
     rows = evaluated_rows(table)
@@ -131,6 +175,7 @@ def model_metrics(table: pd.DataFrame, *, labelled: bool) -> dict:
         "roc_auc": roc,
         "pr_auc": pr,
         "scores": per_score,
+        "thresholds": threshold_metrics(table, labelled=labelled),
     }
 
 
@@ -172,7 +217,9 @@ def top_spectra_table(tables: Mapping[str, pd.DataFrame], *, n: int = 20) -> tup
 
     Returns the reference model's name and a table with ``rank``, ``spectrum_id``, ``split``, the
     metadata columns present among ``run``, ``lumisection``, ``source_object``, ``label``, and one
-    ``anomaly_score (<model>)`` column per model (joined on ``spectrum_id``; NaN where a model lacks it).
+    ``anomaly_score (<model>)`` column per model (joined on ``spectrum_id``; NaN where a model lacks it),
+    each followed, for a model with flags at calibrated rates, by ``flags (<model>)``: the rates at
+    which the spectrum is flagged, e.g. ``"✓1% ✓0.1%"`` (empty when flagged at none).
     """
     reference = reference_model(tables)
     table = tables[reference]
@@ -182,6 +229,12 @@ def top_spectra_table(tables: Mapping[str, pd.DataFrame], *, n: int = 20) -> tup
     top = table.iloc[order][keep].reset_index(drop=True)
     top.insert(0, "rank", np.arange(1, len(top) + 1))
     for name, other in tables.items():
-        by_id = other.drop_duplicates("spectrum_id").set_index("spectrum_id")["anomaly_score"]
-        top[f"anomaly_score ({name})"] = top["spectrum_id"].map(by_id)
+        by_id = other.drop_duplicates("spectrum_id").set_index("spectrum_id")
+        top[f"anomaly_score ({name})"] = top["spectrum_id"].map(by_id["anomaly_score"])
+        entries = [entry for entry in threshold_entries(other) if entry["column"] in other.columns]
+        if entries:
+            flagged = [top["spectrum_id"].map(by_id[entry["column"]]).eq(True).to_numpy() for entry in entries]
+            labels = [rate_label(entry["false_positive_rate"]) for entry in entries]
+            top[f"flags ({name})"] = [" ".join(f"\u2713{label}" for label, hit in zip(labels, hits) if hit)
+                                      for hits in zip(*flagged)]
     return reference, top
