@@ -76,3 +76,15 @@ def test_every_schema_key_has_a_description():
 
     walk(schema, "$")
     assert not missing
+
+
+def test_several_seeds_give_one_instance_per_model_and_seed(config):
+    from spectral_anomaly.config import model_config, model_instances, split_instance
+
+    validate(config, SCHEMA)
+    assert model_instances(config) == ["ae", "vae"]
+    assert split_instance(config, "vae") == ("vae", 0)
+    config["training"]["seeds"] = [3, 7]
+    assert model_instances(config) == ["ae-seed3", "ae-seed7", "vae-seed3", "vae-seed7"]
+    assert split_instance(config, "vae-seed7") == ("vae", 7)
+    assert model_config(config, "ae-seed3") is config["models"]["ae"]

@@ -283,3 +283,22 @@ def test_data_summary_reports_dropped_spectra_and_devices(tmp_path):
     page = arguments["html_path"].read_text()
     assert "<b>3</b> spectra dropped at ingestion for NaN or infinite values" in page
     assert "raw/run1.h5" in page and "cuda (NVIDIA H100)" in page
+
+
+def test_variants_aggregate_seeds_and_rank_by_mean_auc():
+    from spectral_anomaly.report.metrics import variant_metrics
+
+    models = {
+        "vae-seed0": {"kind": "vae", "primary_score": "negative_elbo", "roc_auc": 0.90, "pr_auc": 0.5},
+        "vae-seed1": {"kind": "vae", "primary_score": "negative_elbo", "roc_auc": 0.80, "pr_auc": 0.3},
+        "ae-seed0": {"kind": "autoencoder", "primary_score": "reconstruction_error", "roc_auc": 0.95, "pr_auc": 0.6},
+        "ae-seed1": {"kind": "autoencoder", "primary_score": "reconstruction_error", "roc_auc": 0.93, "pr_auc": 0.7},
+        "pca": {"kind": "pca", "primary_score": "pca_nll", "roc_auc": 0.88, "pr_auc": 0.4},
+    }
+    variants = variant_metrics(models)
+    assert list(variants) == ["ae", "pca", "vae"]
+    assert variants["vae"]["n_seeds"] == 2 and variants["vae"]["instances"] == ["vae-seed0", "vae-seed1"]
+    assert variants["vae"]["roc_auc_mean"] == pytest.approx(0.85)
+    assert variants["vae"]["roc_auc_std"] == pytest.approx(np.std([0.9, 0.8], ddof=1))
+    assert variants["ae"]["pr_auc_mean"] == pytest.approx(0.65)
+    assert variants["pca"]["n_seeds"] == 1 and variants["pca"]["roc_auc_std"] is None

@@ -132,3 +132,24 @@ def test_snakemake_report_builds_with_captions(finished_run, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     text = report.read_text()
     assert "ROC curves of each model" in text and "demo_root" in text
+
+
+def test_a_sweep_over_seeds_trains_each_model_per_seed_and_reports_the_spread(tmp_path):
+    config = {
+        **SMALL_CONFIG,
+        "run_name": "sweep",
+        "datasets": {"demo_hdf5": SMALL_CONFIG["datasets"]["demo_hdf5"]},
+        "models": {"ae": SMALL_CONFIG["models"]["ae"], "vae_conv": {"kind": "vae", "architecture": "conv",
+                   "conv_channels": [4, 8], "latent_dim": 3, "likelihood": "poisson"}},
+        "training": {"epochs": 6, "patience": 3, "device": "cpu", "seeds": [1, 2]},
+    }
+    result = snakemake(tmp_path, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (version,) = (tmp_path / "results").glob("sweep-*")
+    trained = sorted(p.name for p in (version / "models" / "demo_hdf5").glob("*.pt"))
+    assert trained == ["ae-seed1.pt", "ae-seed2.pt", "vae_conv-seed1.pt", "vae_conv-seed2.pt"]
+    assert result.stderr.count("rule train:") == 4  # one job per model and seed
+    metrics = json.loads((version / "reports" / "demo_hdf5.metrics.json").read_text())
+    assert metrics["variants"]["ae"]["n_seeds"] == 2 and metrics["variants"]["vae_conv"]["n_seeds"] == 2
+    assert metrics["variants"]["ae"]["roc_auc_std"] is not None
+    assert "Ranking over training seeds" in (version / "reports" / "demo_hdf5.html").read_text()

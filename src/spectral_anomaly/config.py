@@ -66,6 +66,29 @@ def dataset_config(config: dict[str, Any], name: str) -> dict[str, Any]:
     return _section_entry(config, "datasets", name)
 
 
+#: separates a model's name from its seed in the name of one trained instance: ``vae-seed3``
+SEED_SEPARATOR = "-seed"
+
+
+def model_instances(config: dict[str, Any]) -> list[str]:
+    """The trained models of a run: each model once per seed of ``training.seeds``.
+
+    With one seed an instance is named as its model; with several, ``<model>-seed<n>``.
+    """
+    seeds = config["training"]["seeds"]
+    if len(seeds) == 1:
+        return list(config["models"])
+    return [f"{model}{SEED_SEPARATOR}{seed}" for model in config["models"] for seed in seeds]
+
+
+def split_instance(config: dict[str, Any], instance: str) -> tuple[str, int]:
+    """The model name and training seed of a trained instance (see :func:`model_instances`)."""
+    model, separator, seed = instance.rpartition(SEED_SEPARATOR)
+    if separator and seed.isdigit() and model in (config.get("models") or {}):
+        return model, int(seed)
+    return instance, int(config.get("training", {}).get("seeds", [0])[0])
+
+
 def model_config(config: dict[str, Any], name: str) -> dict[str, Any]:
-    """The ``models.<name>`` section."""
-    return _section_entry(config, "models", name)
+    """The ``models.<name>`` section; ``name`` may be a trained instance such as ``vae-seed3``."""
+    return _section_entry(config, "models", split_instance(config, name)[0])

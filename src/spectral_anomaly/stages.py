@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_path, write_json
-from .config import dataset_config, model_config
+from .config import dataset_config, model_config, model_instances, split_instance
 from .data import evaluate_metadata_expression, read_canonical
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def run_train(
     result = train_model(
         hyperparameters, spectra.X[split["train"]], spectra.X[split["validation"]], epochs=training["epochs"],
         batch_size=training["batch_size"], learning_rate=training["learning_rate"], patience=training["patience"],
-        min_delta=training["min_delta"], seed=training["seed"], device=device,
+        min_delta=training["min_delta"], seed=split_instance(config, model)[1], device=device,
         checkpoint_path=f"{model_path}.checkpoint",  # resumes a killed job; deleted when training ends
     )
     seconds = time.perf_counter() - started
@@ -213,7 +213,7 @@ def run_report(
     from .report import FIGURE_NAMES, build_report
 
     root = Path(result_dir)
-    models = list(config["models"])
+    models = model_instances(config)
     spectra = read_canonical(root / "data" / f"{dataset}.h5", load_X=False)
     devices = {m: read_json(root / "models" / dataset / f"{m}.summary.json")["device"] for m in models}
     data_summary = {"n_spectra": spectra.n_spectra, "n_bins": spectra.n_bins, "sources": list(spectra.source_sha256),

@@ -1,19 +1,21 @@
 # Shared helpers: the result version, raw input paths and the final targets.
 # Input functions are named here, not written as lambdas in the rules.
 import json
+import re
 import sys
 
 # Jobs call the spectral-anomaly program installed beside the Python running Snakemake, so the
 # pipeline works from an unactivated virtual environment (.venv/bin/snakemake) too.
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
+from spectral_anomaly.config import model_instances
 from spectral_anomaly.io import expand_input_paths
 from spectral_anomaly.provenance import cached_sha256, canonical_json, result_version_name
 
 DEMO_PREFIX = "demo://"
 DEMO_FILES = {"spectra.h5", "spectra.root"}
 DATASETS = list(config["datasets"])
-MODELS = list(config["models"])
+MODELS = model_instances(config)  # each model once per training seed
 RESULTS_DIR = config["results_dir"]
 
 
@@ -58,8 +60,8 @@ RUN_CONFIG = f"{OUT}/config.yaml"
 
 
 wildcard_constraints:
-    dataset="|".join(DATASETS),
-    model="|".join(MODELS),
+    dataset="|".join(re.escape(d) for d in DATASETS),
+    model="|".join(re.escape(m) for m in MODELS),
 
 
 def raw_inputs(wildcards):

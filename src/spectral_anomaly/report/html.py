@@ -110,6 +110,33 @@ def comparison_table(metrics: dict) -> str:
     return f"<table>\n{header}\n" + "\n".join(rows) + "\n</table>"
 
 
+def ranking_table(metrics: dict) -> str:
+    """Model variants and the PCA baseline ranked by mean ROC AUC over training seeds, with the spread."""
+    header = ("<tr><th>rank</th><th>variant</th><th>kind</th><th>seeds</th><th>ROC AUC mean</th>"
+              "<th>&plusmn; std between seeds</th><th>min&ndash;max</th><th>PR AUC mean</th></tr>")
+    rows = []
+    for rank, (variant, entry) in enumerate(metrics.get("variants", {}).items(), start=1):
+        spread = (f"{format_number(entry['roc_auc_min'])}&ndash;{format_number(entry['roc_auc_max'])}"
+                  if entry["n_seeds"] > 1 else "&mdash;")
+        rows.append(
+            f"<tr><td>{rank}</td><td>{escape(variant)}</td><td>{escape(entry['kind'])}</td><td>{entry['n_seeds']}</td>"
+            + _cell(entry["roc_auc_mean"], best=rank == 1) + _cell(entry["roc_auc_std"])
+            + f"<td>{spread}</td>" + _cell(entry["pr_auc_mean"]) + "</tr>"
+        )
+    return f"<table>\n{header}\n" + "\n".join(rows) + "\n</table>"
+
+
+def ranking_section(metrics: dict) -> list[str]:
+    """The ranking of variants, shown where labels exist and some variant was trained on several seeds."""
+    variants = metrics.get("variants") or {}
+    if not metrics["labelled"] or all(entry["n_seeds"] == 1 for entry in variants.values()):
+        return []
+    return ['<h2 id="ranking">Ranking over training seeds</h2>',
+            '<p class="caption">Each model variant trained once per seed; ranked by its mean ROC AUC on the test split. '
+            "The spread between seeds shows how much of a difference between variants is luck of the initialization.</p>",
+            ranking_table(metrics)]
+
+
 def score_table(metrics: dict) -> str:
     """ROC AUC and PR AUC of every score column of every model."""
     rows = []
@@ -290,6 +317,7 @@ def render_report(*, dataset: str, run_name: str, metrics: dict, figures: Mappin
         '<h2 id="metrics">Model comparison</h2>', f'<p class="caption">{escape(label_note)}</p>',
         comparison_table(metrics),
         "<details><summary>AUC of every score column</summary>", score_table(metrics), "</details>",
+        *ranking_section(metrics),
         *thresholds_section(metrics),
     ]
     for name in FIGURE_TEXT:

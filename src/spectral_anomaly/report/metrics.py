@@ -188,8 +188,35 @@ def compute_metrics(tables: Mapping[str, pd.DataFrame], *, dataset: str, run_nam
         "run_name": run_name,
         "evaluated_on": f"{EVALUATED_SPLIT} split",
         "labelled": labelled,
-        "models": {name: model_metrics(table, labelled=labelled) for name, table in tables.items()},
+        "models": (models := {name: model_metrics(table, labelled=labelled) for name, table in tables.items()}),
+        "variants": variant_metrics(models),
     }
+
+
+def variant_metrics(models: Mapping[str, dict]) -> dict[str, dict]:
+    """Each model variant's AUCs over its training seeds (instances ``<variant>-seed<n>``), best mean first.
+
+    ``roc_auc_std`` is the sample standard deviation between seeds (null with one seed).
+    """
+    from ..config import SEED_SEPARATOR
+
+    groups: dict[str, list[str]] = {}
+    for name in models:
+        variant, separator, seed = name.rpartition(SEED_SEPARATOR)
+        groups.setdefault(variant if separator and seed.isdigit() else name, []).append(name)
+    variants = {}
+    for variant, names in groups.items():
+        entry = {"kind": models[names[0]]["kind"], "primary_score": models[names[0]]["primary_score"],
+                 "instances": names, "n_seeds": len(names)}
+        for key in ("roc_auc", "pr_auc"):
+            values = np.array([models[n][key] for n in names if models[n][key] is not None], dtype=float)
+            entry[f"{key}_mean"] = float(values.mean()) if len(values) else None
+            entry[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
+            entry[f"{key}_min"] = float(values.min()) if len(values) else None
+            entry[f"{key}_max"] = float(values.max()) if len(values) else None
+        variants[variant] = entry
+    ranked = sorted(variants, key=lambda v: -(variants[v]["roc_auc_mean"] if variants[v]["roc_auc_mean"] is not None else -1))
+    return {variant: variants[variant] for variant in ranked}
 
 
 def best_models(metrics: dict) -> dict[str, set[str]]:
