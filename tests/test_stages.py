@@ -1,0 +1,56 @@
+"""Stage functions as the workflow runs them: what they write, and what they leave when they fail."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spectral_anomaly import stages
+from spectral_anomaly.config import validate_config
+from spectral_anomaly.exceptions import TrainingError
+from spectral_anomaly.models.pca import PCABaseline
+from spectral_anomaly.score import pca_pulls
+
+
+@pytest.fixture()
+def prepared(tmp_path):
+    config = validate_config({
+        "run_name": "t",
+        "demo": {"seed": 3, "n_spectra": 300, "n_bins": 32, "anomaly_fraction": 0.1},
+        "datasets": {"d": {"format": "hdf5_array", "path": "demo://spectra.h5", "dataset": "spectra",
+                           "metadata_group": "metadata", "anomaly_label": "anomaly_kind != 0"}},
+        "models": {"vae": {"kind": "vae", "hidden": [16], "latent_dim": 2}},
+        "training": {"epochs": 5, "device": "cpu"},
+    })
+    stages.run_demo(config, hdf5_path=tmp_path / "raw.h5", root_path=tmp_path / "raw.root")
+    stages.run_ingest(config, "d", input_paths=[tmp_path / "raw.h5"], output=tmp_path / "data.h5")
+    stages.run_split(config, "d", data_path=tmp_path / "data.h5", output=tmp_path / "split.json")
+    stages.run_normalize(config, "d", data_path=tmp_path / "data.h5", split_path=tmp_path / "split.json",
+                         output=tmp_path / "norm.json")
+    return config, tmp_path
+
+
+def test_a_diverging_training_stops_with_the_epoch_and_writes_no_model(prepared):
+    config, out = prepared
+    config["training"]["learning_rate"] = 1e30  # beyond what the schema allows: the loss overflows at once
+    with pytest.raises(TrainingError, match=r"epoch \d+.*lower learning_rate"):
+        stages.run_train(config, "d", "vae", data_path=out / "data.h5", split_path=out / "split.json",
+                         normalization_path=out / "norm.json", model_path=out / "m" / "vae.pt",
+                         history_path=out / "m" / "vae.history.csv", summary_path=out / "m" / "vae.summary.json")
+    assert not (out / "m").exists() or sorted(p.name for p in (out / "m").iterdir()) == []
+
+
+def test_training_writes_model_history_and_summary_and_no_checkpoint(prepared):
+    config, out = prepared
+    stages.run_train(config, "d", "vae", data_path=out / "data.h5", split_path=out / "split.json",
+                     normalization_path=out / "norm.json", model_path=out / "m" / "vae.pt",
+                     history_path=out / "m" / "vae.history.csv", summary_path=out / "m" / "vae.summary.json")
+    assert sorted(p.name for p in (out / "m").iterdir()) == ["vae.history.csv", "vae.pt", "vae.summary.json"]
+
+
+def test_pca_pulls_are_residuals_in_units_of_the_noise_width():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3)) @ rng.normal(size=(3, 8)) + 0.1 * rng.normal(size=(200, 8))
+    pca = PCABaseline(n_components=3).fit(X)
+    residual = X[:5] - pca.inverse_transform(pca.transform(X[:5]))
+    np.testing.assert_allclose(pca_pulls(pca, X[:5]), residual / np.sqrt(pca.noise_variance_))
