@@ -23,7 +23,19 @@ include: "workflow/rules/score.smk"
 include: "workflow/rules/report.smk"
 
 
+# Front page of `snakemake --report`: the version's config, package versions and devices, from its manifest.
+report: report_front_page()
+
+
 rule all:
     input:
         final_targets(),
     default_target: True
+
+
+# `snakemake --cores 2 reports`: bring every report of the version up to date from its stored results
+# (after a change of the config's report section); add `--forcerun report` to rebuild them all.
+rule reports:
+    input:
+        all_reports(),
+        f"{OUT}/manifest.json",

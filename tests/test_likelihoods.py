@@ -168,3 +168,21 @@ def test_poisson_vae_trains_on_counts_and_scores_a_distorted_spectrum_higher():
     assert np.median(anomalous["negative_elbo"]) > np.median(normal["negative_elbo"]) + 100
     assert np.all(anomalous["max_abs_pull"] > 5)
     assert np.median(normal["chi2"]) < 3 * 32  # a trained Poisson model fits normal spectra to about one count-sigma per bin
+
+
+def test_poisson_vae_primary_score_is_the_elbo_above_a_perfect_fit():
+    from scipy.special import gammaln
+
+    from spectral_anomaly.score import primary_score
+
+    torch.manual_seed(0)
+    model = build_model({"kind": "vae", "n_bins": 6, "hidden": [4], "latent_dim": 2, "likelihood": "poisson"}).eval()
+    counts = torch.tensor([[5.0, 0.0, 3.0, 9.0, 1.0, 2.0], [50.0, 0.0, 30.0, 90.0, 10.0, 20.0]])
+    with torch.inference_mode():
+        scores = model.score_batch(counts, mc_samples=4, generator=torch.Generator().manual_seed(1))
+    c = counts.double().numpy()
+    saturated = (np.where(c > 0, c * np.log(np.where(c > 0, c, 1.0)), 0.0) - c - gammaln(c + 1)).sum(axis=1)
+    np.testing.assert_allclose(scores["elbo_deviance"].numpy(), scores["negative_elbo"].numpy() + saturated, rtol=1e-5)
+    assert (scores["elbo_deviance"] > 0).all()  # no fit beats the perfect one, and the KL is positive
+    assert primary_score("vae", scores) == "elbo_deviance"
+    assert primary_score("vae", {"negative_elbo": 0}) == "negative_elbo"

@@ -14,9 +14,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from spectral_anomaly.exceptions import ConfigError, InputFileError
 from spectral_anomaly.formats import FORMAT_VERSIONS
 from spectral_anomaly.report import FIGURE_NAMES, build_report
+from spectral_anomaly.report.curves import roc_figure
 from spectral_anomaly.report.figures import (
     latent_space_figure,
-    roc_figure,
     score_distribution_figure,
     top_anomalies_figure,
     training_curves_figure,
@@ -79,9 +79,10 @@ def make_examples(rng, path, table, *, k=12):
     expected = shape / shape.sum() * 20000
     counts = rng.poisson(np.tile(expected, (k, 1))).astype(np.float64)
     counts[:, 30:33] = 0.0  # a dead region the reconstruction does not follow
+    reconstruction = np.tile(expected, (k, 1))
     np.savez(path, format_version=1, spectrum_id=table["spectrum_id"].to_numpy()[order],
              anomaly_score=table["anomaly_score"].to_numpy()[order], input=counts,
-             reconstruction=np.tile(expected, (k, 1)), bin_edges=edges)
+             reconstruction=reconstruction, pulls=(counts - reconstruction) / np.sqrt(reconstruction), bin_edges=edges)
 
 
 def make_history(path, *, epochs=30, best=22):
@@ -175,7 +176,7 @@ def test_every_file_written_and_html_embeds_figures(tmp_path):
     assert "demo_&lt;hdf5&gt;" in page and "demo_<hdf5>" not in page  # escaped
     assert "<details>" in page and "run_name: unit-test" in page
     assert page.count("<figcaption>") == len(FIGURE_NAMES)
-    assert re.search(r'<td class="num best">1\.000</td>', page)  # the VAE's perfect AUC is highlighted
+    assert re.search(r'<td class="num best">1\.000 &plusmn; 0\.000</td>', page)  # the VAE's perfect AUC, highlighted
     assert not list((tmp_path / "out").glob(".*.tmp"))
 
 
@@ -203,17 +204,24 @@ def _check_axes(figure, *, n_axes):
     return axes
 
 
-def test_roc_figure_has_one_curve_per_model_and_diagonal(tmp_path):
+def test_roc_figure_has_one_curve_and_band_per_model_and_diagonal(tmp_path):
+    from matplotlib.collections import PolyCollection
+
     inputs, _ = make_inputs(tmp_path)
     tables = read_score_tables(inputs["scores"])
-    (ax,) = _check_axes(roc_figure(tables, labelled=True), n_axes=1)
-    assert len(ax.lines) == len(tables) + 1
-    legend = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert any(t.startswith("vae") and "AUC = 1.000" in t for t in legend)
-    diagonal = ax.lines[-1]
+    linear, logarithmic = _check_axes(roc_figure(tables, labelled=True), n_axes=2)
+    for ax in (linear, logarithmic):
+        assert len(ax.lines) == len(tables) + 1
+        assert sum(isinstance(c, PolyCollection) for c in ax.collections) == len(tables)  # one band per model
+        assert ax.get_legend() is not None
+    assert logarithmic.get_xscale() == "log"
+    legend = [text.get_text() for text in linear.get_legend().get_texts()]
+    assert any(t.startswith("vae") and "AUC = 1.000 \u00b1 0.000" in t for t in legend)
+    assert any(t.startswith("pca") and re.search(r"AUC = 0\.\d{3} \u00b1 0\.0\d\d", t) for t in legend)
+    diagonal = linear.lines[-1]
     assert list(diagonal.get_xdata()) == [0, 1] and list(diagonal.get_ydata()) == [0, 1]
-    (ax,) = _check_axes(roc_figure(tables, labelled=False), n_axes=1)
-    assert not ax.lines and "no labels configured" in ax.texts[0].get_text()
+    for ax in _check_axes(roc_figure(tables, labelled=False), n_axes=2):
+        assert not ax.lines and "no labels configured" in ax.texts[0].get_text()
 
 
 def test_panel_figures_have_one_labelled_panel_per_model(tmp_path):
@@ -240,15 +248,27 @@ def test_top_anomalies_grid(tmp_path):
 
     inputs, _ = make_inputs(tmp_path)
     examples = {name: read_examples(path) for name, path in inputs["examples"].items()}
-    figure = top_anomalies_figure(examples, n_top=10)
-    assert len(figure.axes) == 10 * 3
-    first = figure.axes[0]
+    figure = top_anomalies_figure(examples, n_top=10, bin_unit="keV")
+    assert len(figure.axes) == 10 * 3 * 2  # a spectrum and its pulls for each of 10 rows (12 stored) x 3 models
+    spectra = [ax for ax in figure.axes if ax.get_label().startswith("spectrum ")]
+    pulls = [ax for ax in figure.axes if ax.get_label().startswith("pulls ")]
+    assert len(spectra) == len(pulls) == 30
+    first = spectra[0]
     assert first.get_legend() is not None and first.get_ylabel().startswith("counts")
     assert first.get_yscale() == "log"
     assert str(int(examples["vae"]["spectrum_id"][0])) in first.get_title()
-    for ax in figure.axes:
+    for ax in spectra:
         assert len(ax.lines) == 1 and len(ax.patches) == 1  # reconstruction line and input steps
-    assert figure.get_size_inches()[0] == pytest.approx(3 * 4.5)
+    for ax, spectrum in zip(pulls, spectra):
+        assert ax.get_xlabel() == "bin centre [keV]" and ax.get_ylabel() == "pull"
+        assert ax.get_shared_x_axes().joined(ax, spectrum)  # the pulls sit under their spectrum
+        assert len(ax.patches) == 1 and len(ax.lines) == 3  # pull steps; lines at -3, +3 and 0
+        low, high = ax.get_ylim()
+        assert low == -high and 4 <= high <= 10
+    stored = examples["vae"]["pulls"][0]
+    assert np.allclose(pulls[0].patches[0].get_data().values, stored)
+    assert pulls[0].get_legend() is not None
+    assert top_anomalies_figure(examples, n_top=2).axes[1].get_xlabel() == "bin centre"  # no unit known
 
 
 def test_ranked_table_joins_every_model(tmp_path):
@@ -265,7 +285,7 @@ def test_ranked_table_joins_every_model(tmp_path):
 
 def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path):
     inputs, _ = make_inputs(tmp_path / "in")
-    with pytest.raises(ConfigError, match="expected exactly roc, score_distributions"):
+    with pytest.raises(ConfigError, match="expected exactly roc, precision_recall, score_distributions"):
         run_report(tmp_path, inputs, figure_paths={"roc": tmp_path / "roc.png"})
     broken = tmp_path / "in" / "broken.history.csv"
     broken.write_text("epoch,loss\n1,2.0\n")
@@ -302,3 +322,166 @@ def test_variants_aggregate_seeds_and_rank_by_mean_auc():
     assert variants["vae"]["roc_auc_std"] == pytest.approx(np.std([0.9, 0.8], ddof=1))
     assert variants["ae"]["pr_auc_mean"] == pytest.approx(0.65)
     assert variants["pca"]["n_seeds"] == 1 and variants["pca"]["roc_auc_std"] is None
+
+
+# --- bootstrap bands, precision-recall, agreement between models, flags per run -----------------
+
+def test_bootstrap_curves_match_sklearn_and_are_seeded():
+    from spectral_anomaly.report.bootstrap import FPR_GRID, detection_curves
+
+    rng = np.random.default_rng(7)
+    labels = (rng.random(3000) < 0.05).astype(int)
+    scores = np.round(rng.normal(size=3000) + 1.2 * labels, 2)  # ties, as sklearn groups them
+    curves = detection_curves(labels, scores)
+    assert curves.roc_auc == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert curves.pr_auc == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
+    assert curves.n_resamples == 200 and 0.005 < curves.roc_auc_std < 0.05 and 0.005 < curves.pr_auc_std < 0.1
+    # a naive bootstrap with scikit-learn gives the same spread
+    naive = [roc_auc_score(labels[i], scores[i]) for i in (rng.integers(0, 3000, 3000) for _ in range(200))]
+    assert curves.roc_auc_std == pytest.approx(np.std(naive, ddof=1), rel=0.3)
+    low, high = curves.tpr_band
+    assert np.all(low <= high + 1e-12) and np.mean((low <= curves.tpr + 1e-9) & (curves.tpr <= high + 1e-9)) > 0.9
+    assert np.all(np.diff(curves.tpr) >= -1e-12) and curves.tpr[FPR_GRID == 1.0][0] == 1.0
+    again = detection_curves(labels, scores)
+    assert again.roc_auc_std == curves.roc_auc_std and np.array_equal(again.precision_band[0], curves.precision_band[0])
+    assert detection_curves(np.zeros(10), np.arange(10.0)) is None  # one class: no curve
+
+
+def test_metrics_carry_bootstrap_std_of_each_auc(tmp_path):
+    from spectral_anomaly.report import compute_metrics
+
+    inputs, _ = make_inputs(tmp_path / "in")
+    stored = compute_metrics(read_score_tables(inputs["scores"]), dataset="d", run_name="r")
+    assert "bootstrap" in stored["auc_uncertainty"]
+    assert stored["models"]["vae"]["roc_auc_std"] == pytest.approx(0.0, abs=1e-12)  # separates in every resample
+    for model in ("autoencoder", "pca"):
+        assert 0.0 < stored["models"][model]["roc_auc_std"] < 0.1 and 0.0 < stored["models"][model]["pr_auc_std"] < 0.2
+    inputs, _ = make_inputs(tmp_path / "unlabelled", labelled=False)
+    metrics = compute_metrics(read_score_tables(inputs["scores"]), dataset="d", run_name="r")
+    assert all(entry["roc_auc_std"] is None and entry["pr_auc_std"] is None for entry in metrics["models"].values())
+
+
+def test_precision_recall_figure_has_bands_and_random_line(tmp_path):
+    from matplotlib.collections import PolyCollection
+
+    from spectral_anomaly.report.curves import precision_recall_figure
+
+    inputs, tables = make_inputs(tmp_path)
+    (ax,) = _check_axes(precision_recall_figure(read_score_tables(inputs["scores"]), labelled=True), n_axes=1)
+    assert len(ax.lines) == 3 + 1 and sum(isinstance(c, PolyCollection) for c in ax.collections) == 3
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.startswith("vae") and "AP = 1.000 \u00b1 0.000" in t for t in legend)
+    test = tables["vae"][tables["vae"]["split"] == "test"]
+    assert ax.lines[-1].get_ydata()[0] == pytest.approx(test["label"].mean())  # random ranking: the anomaly fraction
+    (ax,) = _check_axes(precision_recall_figure(read_score_tables(inputs["scores"]), labelled=False), n_axes=1)
+    assert "no labels configured" in ax.texts[0].get_text()
+
+
+def test_score_agreement_subsamples_keeps_anomalies_and_gives_spearman(tmp_path):
+    from scipy.stats import spearmanr
+
+    from spectral_anomaly.report.comparison import score_agreement_figure
+
+    inputs, tables = make_inputs(tmp_path, n=30_000)
+    figure = score_agreement_figure(read_score_tables(inputs["scores"]), labelled=True)
+    axes = _check_axes(figure, n_axes=3)
+    assert [ax.get_title() for ax in axes] == ["vae vs autoencoder", "vae vs pca", "autoencoder vs pca"]
+    n_anomalous = int(tables["vae"]["label"].sum())
+    for ax, (a, b) in zip(axes, [("vae", "autoencoder"), ("vae", "pca"), ("autoencoder", "pca")]):
+        normal, anomalous = ax.collections[:2]
+        assert len(anomalous.get_offsets()) == n_anomalous  # every anomaly drawn
+        assert len(normal.get_offsets()) + n_anomalous == 20_000  # subsampled to the limit
+        assert ax.get_xscale() == ax.get_yscale() == "log" and ax.get_legend() is not None
+        rho = spearmanr(tables[a]["anomaly_score"], tables[b]["anomaly_score"]).statistic
+        assert f"\u03c1 = {rho:.3f}" in ax.texts[0].get_text()
+    assert "20,000 of 30,000" in figure.get_suptitle()
+    assert "all 400 spectra" in score_agreement_figure(read_score_tables(make_inputs(tmp_path / "small")[0]["scores"]),
+                                                       labelled=True).get_suptitle()
+
+
+def test_run_summary_fractions_figure_and_table(tmp_path):
+    from spectral_anomaly.report.comparison import (
+        group_column,
+        run_summary,
+        run_summary_figure,
+    )
+    from spectral_anomaly.score import read_scores
+    from spectral_anomaly.thresholds import add_threshold_flags
+
+    inputs, _ = make_inputs(tmp_path / "in")
+    for path in inputs["scores"].values():
+        table, info = add_threshold_flags(read_scores(path), false_positive_rates=[0.1, 0.01])
+        write_scores(table, path, kind=table.attrs["model_kind"], thresholds=info)
+    tables = read_score_tables(inputs["scores"])
+    assert group_column(tables) == "run"
+    summary = run_summary(tables, column="run")
+    expected = tables["pca"].groupby("run")["flag_fpr_10pct"].mean()
+    assert np.allclose(summary.set_index("run")["flagged 10% (pca)"], expected)
+    assert np.allclose(summary["labelled anomalous"], tables["vae"].groupby("run")["label"].mean().to_numpy())
+    assert summary["spectra"].sum() == 400 and list(summary.columns[:3]) == ["run", "spectra", "labelled anomalous"]
+    axes = _check_axes(run_summary_figure(tables, summary, column="run"), n_axes=3)
+    for ax in axes:
+        assert len(ax.lines) == 3 and ax.get_legend() is not None  # labelled fraction and two rates
+        assert ax.get_xticklabels()[0].get_text() == "300000"
+    _, arguments = run_report(tmp_path, inputs)
+    page = arguments["html_path"].read_text()
+    section = page.split('<h2 id="run_summary">')[1].split("<h2")[0]
+    assert "<th>flagged 10% (vae)</th>" in section and section.count("<tr>") == 1 + 8  # header and 8 runs
+    assert json.loads(arguments["metrics_path"].read_text())["runs"] == {"column": "run", "n_runs": 8}
+    no_runs = {name: t.drop(columns="run") for name, t in tables.items()}
+    assert group_column(no_runs) is None
+    (ax,) = _check_axes(run_summary_figure(no_runs, None, column=None), n_axes=1)
+    assert "no run column" in ax.texts[0].get_text()
+
+
+def _figure_problems(name, figure):
+    """What makes a figure hard to read: unlabelled or empty axes, no legend, tiny text."""
+    problems = []
+    axes = [ax for ax in figure.axes if ax.get_label() != "<colorbar>" and ax.get_visible() and ax.axison]
+    legends = list(figure.legends) + [ax.get_legend() for ax in axes if ax.get_legend() is not None]
+    if not legends:
+        problems.append(f"{name}: no legend")
+    for ax in axes:
+        where = f"{name}/{ax.get_title() or ax.get_label()}"
+        if not (ax.lines or ax.patches or ax.collections or ax.texts or ax.images):
+            problems.append(f"{where}: empty axes")
+        labelled_below = any(o is not ax and ax.get_shared_x_axes().joined(ax, o) and o.get_xlabel() for o in axes)
+        if ax.get_xticks().size and not ax.get_xlabel() and not labelled_below:  # a spectrum's x label is under its pulls
+            problems.append(f"{where}: no x label")
+        if ax.get_yticks().size and not ax.get_ylabel():
+            problems.append(f"{where}: no y label")
+        texts = [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
+        problems += [f"{where}: text {t.get_text()!r} at {t.get_fontsize()} pt" for t in texts if t.get_text() and t.get_fontsize() < 7.5]
+    return problems
+
+
+@pytest.mark.parametrize("labelled", [True, False])
+def test_every_report_figure_is_labelled_and_filled(tmp_path, labelled):
+    from spectral_anomaly.report import report_figures
+    from spectral_anomaly.report.comparison import run_summary
+    from spectral_anomaly.report.metrics import model_curves
+    from spectral_anomaly.score import read_examples, read_scores
+    from spectral_anomaly.thresholds import add_threshold_flags
+
+    inputs, _ = make_inputs(tmp_path, labelled=labelled)
+    for path in inputs["scores"].values():
+        table, info = add_threshold_flags(read_scores(path), false_positive_rates=[0.05])
+        write_scores(table, path, kind=table.attrs["model_kind"], thresholds=info)
+    tables = read_score_tables(inputs["scores"])
+    builders = report_figures(
+        tables, histories=read_histories(inputs["histories"]),
+        examples={name: read_examples(path) for name, path in inputs["examples"].items()}, labelled=labelled,
+        curves=model_curves(tables, labelled=labelled), runs=run_summary(tables, column="run"), run_column="run",
+        n_top=3, bin_unit="keV")
+    assert list(builders) == list(FIGURE_NAMES)
+    problems = []
+    for name, build in builders.items():
+        figure = build()
+        figure.canvas.draw()  # lays the figure out, as saving does
+        if not labelled and name in ("roc", "precision_recall"):
+            assert all("no labels configured" in ax.texts[0].get_text() for ax in figure.axes)
+            continue
+        problems += _figure_problems(name, figure)
+        if labelled and name in ("roc", "precision_recall"):
+            assert any(type(c).__name__.endswith("PolyCollection") for ax in figure.axes for c in ax.collections), name
+    assert not problems, "\n".join(problems)

@@ -46,13 +46,56 @@ def build_parser() -> argparse.ArgumentParser:
     _add(sub, "train", "train one model", "data", "split", "normalization", "model_file", "history", "summary", model=True)
     _add(sub, "score", "score every spectrum with a trained model", "data", "split", "model_file", "scores", "examples", model=True)
     _add(sub, "baseline", "fit and score the PCA baseline", "data", "split", "normalization", "model_file", "scores", "examples")
-    _add(sub, "report", "build the HTML report, metrics and figures of a dataset", "result_dir", "html", "metrics", "figure_dir")
+    report = _add(sub, "report", "build the HTML report, metrics and figures of a dataset", "result_dir", "html", "metrics", "figure_dir")
+    report.add_argument("--report-options", default=None,
+                        help="JSON of the config's report section, replacing the one in --config (not part of the version hash)")
     manifest = _add(sub, "manifest", "write the manifest of a result version", "result_dir", "output", dataset=False)
     manifest.add_argument("--input-checksums", default="{}", help="JSON mapping of raw input path to sha256")
+    manifest.add_argument("--report-options", default=None, help="JSON of the config's report section the reports were built with")
+    manifest.add_argument("--front-page", default=None,
+                          help="also write the front page of `snakemake --report` (reStructuredText) from the manifest")
+    runs = sub.add_parser("runs", help="list the result versions, newest first",
+                          description="List the result versions under --results, newest first: name, hash, start and "
+                                      "end, datasets, models and the ROC AUC of every dataset and model.")
+    runs.add_argument("--results", default="results", help="folder holding the result versions (default: results)")
+    runs.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    compare = sub.add_parser("compare", help="report what changed between two result versions",
+                             description="Compare result versions A and B: config differences, metric changes and the "
+                                         "spectra whose flags changed. A and B are folder names or unique prefixes.")
+    compare.add_argument("a", metavar="A", help="the old result version (folder name or unique prefix)")
+    compare.add_argument("b", metavar="B", help="the new result version (folder name or unique prefix)")
+    compare.add_argument("--results", default="results", help="folder holding the result versions (default: results)")
+    compare.add_argument("--output", default=None,
+                         help="write the comparison to this file: .md (Markdown) or .html; default: Markdown on stdout")
     return parser
 
 
+def _with_report_options(config: dict, report_options: str | None) -> dict:
+    """``config`` with its report section replaced by ``report_options`` (JSON), validated again."""
+    if report_options is None:
+        return config
+    from .config import validate_config
+
+    return validate_config({**config, "report": json.loads(report_options)}, source="--report-options")
+
+
+def run_versions(args: argparse.Namespace) -> None:
+    """The ``runs`` and ``compare`` subcommands: read result versions, run no stage."""
+    logging.getLogger("numexpr").setLevel(logging.WARNING)  # its import note would precede every listing
+    from . import versions
+
+    if args.command == "runs":
+        print(versions.run_runs(args.results, as_json=args.json))
+        return
+    text = versions.run_compare(args.a, args.b, results_dir=args.results, output=args.output)
+    if args.output is None:
+        print(text)
+
+
 def run(args: argparse.Namespace) -> None:
+    if args.command in ("runs", "compare"):
+        run_versions(args)
+        return
     from . import stages
     from .config import load_run_config
 
@@ -81,11 +124,13 @@ def run(args: argparse.Namespace) -> None:
                             normalization_path=args.normalization, model_path=args.model_file,
                             scores_path=args.scores, examples_path=args.examples)
     elif args.command == "report":
+        config = _with_report_options(config, args.report_options)
         stages.run_report(config, args.dataset, result_dir=args.result_dir, html_path=args.html,
                           metrics_path=args.metrics, figure_dir=args.figure_dir)
     elif args.command == "manifest":
+        config = _with_report_options(config, args.report_options)
         stages.run_manifest(config, result_dir=args.result_dir, input_checksums=json.loads(args.input_checksums),
-                            output=args.output)
+                            output=args.output, front_page=args.front_page)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -92,3 +92,14 @@ def split_instance(config: dict[str, Any], instance: str) -> tuple[str, int]:
 def model_config(config: dict[str, Any], name: str) -> dict[str, Any]:
     """The ``models.<name>`` section; ``name`` may be a trained instance such as ``vae-seed3``."""
     return _section_entry(config, "models", split_instance(config, name)[0])
+
+
+def check_report_options(config: dict[str, Any], *, source: str | os.PathLike[str] = "config") -> None:
+    """Refuse ``report.top_spectra`` above ``scoring.n_examples``: the report draws only stored examples."""
+    top, stored = config["report"]["top_spectra"], config["scoring"]["n_examples"]
+    if top > stored:
+        raise ConfigError(
+            f"{source}: report.top_spectra is {top}, but the score step stores only the {stored} most anomalous "
+            f"spectra per model (scoring.n_examples); choose report.top_spectra from 1 to {stored}, or raise "
+            "scoring.n_examples (which makes a new result version)"
+        )

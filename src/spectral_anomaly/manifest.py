@@ -28,6 +28,10 @@ FILE_KINDS = (
 )
 
 
+#: the manifest and its front page for ``snakemake --report``, written together, listed in neither
+MANIFEST_FILES = ("manifest.json", "manifest.rst")
+
+
 def stored_format_version(path: Path, kind: str) -> int | None:
     """Read the format version recorded inside a file, without importing torch."""
     try:
@@ -64,7 +68,7 @@ def build_manifest(config: dict[str, Any], *, result_dir: Path, input_checksums:
     files = []
     for path in sorted(p for p in result_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
         relative = path.relative_to(result_dir)
-        if relative.name == "manifest.json" or relative.parts[0] == "logs":
+        if str(relative) in MANIFEST_FILES or relative.parts[0] == "logs":
             continue
         kind = _file_kind(relative)
         files.append({

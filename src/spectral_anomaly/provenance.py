@@ -76,12 +76,31 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+#: config sections that only change how results are presented, not the results: they are left out
+#: of the result version's hash and of its ``config.yaml``, so changing them rebuilds only the reports
+PRESENTATION_SECTIONS = ("report",)
+
+
+def versioned_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of ``config`` that determines the results: all but :data:`PRESENTATION_SECTIONS`."""
+    return {key: value for key, value in config.items() if key not in PRESENTATION_SECTIONS}
+
+
+def presentation_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The sections of ``config`` that only change the reports (:data:`PRESENTATION_SECTIONS`)."""
+    return {key: config[key] for key in PRESENTATION_SECTIONS if key in config}
+
+
 def result_version_name(
     config: Mapping[str, Any], input_checksums: Mapping[str, str], *, package_version: str = __version__
 ) -> str:
-    """Return ``<run_name>-<hash>``, the result folder name for this config, inputs and package."""
+    """Return ``<run_name>-<hash>``, the result folder name for this config, inputs and package.
+
+    The hash covers :func:`versioned_config`: report options do not change the version, so a
+    report with other options is rebuilt inside the same folder from the stored results.
+    """
     payload = canonical_json(
-        {"config": config, "inputs": dict(sorted(input_checksums.items())), "package": package_version}
+        {"config": versioned_config(config), "inputs": dict(sorted(input_checksums.items())), "package": package_version}
     )
     digest = hashlib.sha256(payload.encode()).hexdigest()[:SHORT_HASH_LENGTH]
     return f"{config['run_name']}-{digest}"

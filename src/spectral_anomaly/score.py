@@ -27,6 +27,13 @@ from .formats import FORMAT_VERSIONS, check_format_version
 from .split import split_labels
 
 PRIMARY_SCORE = {"autoencoder": "reconstruction_error", "vae": "negative_elbo", "pca": "pca_nll"}
+#: a Poisson VAE's primary score: -ELBO above its best possible value, which does not grow with the counts
+POISSON_PRIMARY_SCORE = "elbo_deviance"
+
+
+def primary_score(kind: str, columns) -> str:
+    """The column that is a model's ``anomaly_score``: ``elbo_deviance`` for a Poisson VAE, else by kind."""
+    return POISSON_PRIMARY_SCORE if kind == "vae" and POISSON_PRIMARY_SCORE in columns else PRIMARY_SCORE[kind]
 
 
 #: per-spectrum outputs of ``score_batch`` that are arrays over bins, not score columns
@@ -137,7 +144,7 @@ def build_score_table(
     table.insert(1, "model", model)
     for name, values in scores.items():
         table[name] = values
-    table["anomaly_score"] = scores[PRIMARY_SCORE[kind]]
+    table["anomaly_score"] = scores[primary_score(kind, scores)]
     return table
 
 
@@ -156,7 +163,7 @@ def write_scores(table: pd.DataFrame, path: str | os.PathLike[str], *, kind: str
     metadata = {**(arrow.schema.metadata or {}),
                 b"spectral_anomaly.format_version": str(FORMAT_VERSIONS["scores"]).encode(),
                 b"spectral_anomaly.model_kind": kind.encode(),
-                b"spectral_anomaly.primary_score": PRIMARY_SCORE[kind].encode()}
+                b"spectral_anomaly.primary_score": primary_score(kind, table.columns).encode()}
     if thresholds is not None:
         metadata[b"spectral_anomaly.thresholds"] = json.dumps(thresholds).encode()
     with atomic_path(path) as tmp:

@@ -163,7 +163,7 @@ def run_score(
     table = build_score_table(spectra, split, scores, model=model, kind=kind)
     table, thresholds = add_threshold_flags(table, false_positive_rates=scoring["false_positive_rates"])
     write_scores(table, scores_path, kind=kind, thresholds=thresholds)
-    rows = top_spectra(table, config["report"]["top_spectra"])
+    rows = top_spectra(table, config["scoring"]["n_examples"])
     examples = reconstruct_deep_model(network, spectra.X[rows], device=device,
                                       variances=None if spectra.variances is None else spectra.variances[rows])
     write_examples(examples_path, spectra=spectra, table=table, rows=rows, **examples)
@@ -196,7 +196,7 @@ def run_baseline(
     table = build_score_table(spectra, split, scores, model="pca", kind="pca")
     table, thresholds = add_threshold_flags(table, false_positive_rates=config["scoring"]["false_positive_rates"])
     write_scores(table, scores_path, kind="pca", thresholds=thresholds)
-    rows = top_spectra(table, config["report"]["top_spectra"])
+    rows = top_spectra(table, config["scoring"]["n_examples"])
     reconstruction = normalizer.inverse_transform(pca.inverse_transform(pca.transform(Z[rows])),
                                                   totals=spectra.X[rows].astype(np.float64).sum(axis=1))
     pulls = (pca_pulls(pca, Z[rows]) if spectra.variances is None
@@ -209,15 +209,23 @@ def run_report(
     config: dict[str, Any], dataset: str, *, result_dir: PathLike, html_path: PathLike, metrics_path: PathLike,
     figure_dir: PathLike,
 ) -> None:
-    """Build the dataset's HTML report, metrics and figures from stored scores, histories and examples."""
+    """Build the dataset's HTML report, metrics and figures from stored scores, histories and examples.
+
+    Reads nothing but the version's stored files (no model is loaded, nothing is scored), so the
+    report can be rebuilt with other ``report`` options or newer report code at any time.
+    """
+    from .config import check_report_options
     from .report import FIGURE_NAMES, build_report
 
+    check_report_options(config)
     root = Path(result_dir)
     models = model_instances(config)
     spectra = read_canonical(root / "data" / f"{dataset}.h5", load_X=False)
     devices = {m: read_json(root / "models" / dataset / f"{m}.summary.json")["device"] for m in models}
     data_summary = {"n_spectra": spectra.n_spectra, "n_bins": spectra.n_bins, "sources": list(spectra.source_sha256),
                     "n_dropped_nonfinite": spectra.n_dropped_nonfinite, "devices": devices}
+    entry = dataset_config(config, dataset)  # unit of the bin edges where known: bin_unit, else keV for the demo data
+    bin_unit = entry.get("bin_unit") or ("keV" if str(entry.get("path", "")).startswith("demo://") else None)
     build_report(
         dataset=dataset, run_name=root.name,
         scores={m: root / "scores" / dataset / f"{m}.parquet" for m in [*models, "pca"]},
@@ -225,7 +233,7 @@ def run_report(
         examples={m: root / "scores" / dataset / f"{m}.examples.npz" for m in [*models, "pca"]},
         run_config=config, html_path=html_path, metrics_path=metrics_path,
         figure_paths={name: Path(figure_dir) / f"{name}.png" for name in FIGURE_NAMES},
-        n_top=config["report"]["top_spectra"], data_summary=data_summary,
+        n_top=config["report"]["top_spectra"], data_summary=data_summary, bin_unit=bin_unit,
     )
 
 
@@ -239,10 +247,20 @@ def run_write_config(config: dict[str, Any], *, output: PathLike) -> None:
                + yaml.safe_dump(config, sort_keys=False))
 
 
-def run_manifest(config: dict[str, Any], *, result_dir: PathLike, input_checksums: dict[str, str], output: PathLike) -> None:
+def run_manifest(
+    config: dict[str, Any], *, result_dir: PathLike, input_checksums: dict[str, str], output: PathLike,
+    front_page: PathLike | None = None,
+) -> None:
+    """Write the version's manifest and, with ``front_page``, the front page of ``snakemake --report``."""
     from .manifest import build_manifest
 
-    write_json(output, build_manifest(config, result_dir=Path(result_dir), input_checksums=input_checksums))
+    manifest = build_manifest(config, result_dir=Path(result_dir), input_checksums=input_checksums)
+    if front_page is not None:
+        from .atomic import write_text
+        from .versions import report_front_page
+
+        write_text(front_page, report_front_page(manifest, result_dir=result_dir))
+    write_json(output, manifest)
 
 
 def read_json(path: PathLike) -> Any:

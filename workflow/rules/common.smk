@@ -8,9 +8,9 @@ import sys
 # pipeline works from an unactivated virtual environment (.venv/bin/snakemake) too.
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
-from spectral_anomaly.config import model_instances
+from spectral_anomaly.config import check_report_options, model_instances
 from spectral_anomaly.io import expand_input_paths
-from spectral_anomaly.provenance import cached_sha256, canonical_json, result_version_name
+from spectral_anomaly.provenance import cached_sha256, canonical_json, result_version_name, versioned_config
 
 DEMO_PREFIX = "demo://"
 DEMO_FILES = {"spectra.h5", "spectra.root"}
@@ -56,6 +56,7 @@ RAW_FILES = raw_input_files()
 INPUT_CHECKSUMS = raw_input_checksums()
 VERSION = result_version_name(config, INPUT_CHECKSUMS)
 OUT = f"{RESULTS_DIR}/{VERSION}"
+check_report_options(config)
 RUN_CONFIG = f"{OUT}/config.yaml"
 
 
@@ -75,11 +76,33 @@ def raw_input_checksums_json(wildcards):
 
 
 def effective_config_json():
-    return canonical_json(config)
+    """The config that determines the results (all but the report section), written as the version's config.yaml.
+
+    The report options are left out, so changing them leaves config.yaml, and with it every
+    ingest, train and score job, untouched: only the report and manifest jobs rerun.
+    """
+    return canonical_json(versioned_config(config))
+
+
+def report_options_json():
+    """The report section, a param of the report and manifest rules only (changing it reruns just those)."""
+    return canonical_json(config["report"])
+
+
+def report_front_page():
+    """The front page of `snakemake --report`: the version's manifest as rst once the run has written it."""
+    front_page = f"{OUT}/manifest.rst"
+    return os.path.abspath(front_page) if os.path.isfile(front_page) else "workflow/report/workflow.rst"
 
 
 def input_checksums_json():
     return json.dumps(INPUT_CHECKSUMS)
+
+
+def train_gpus():
+    """GPUs a training job asks for (the `gpu` resource, `--gpus` on SLURM): 0 where the config
+    sets training.device: cpu, else 1. Override per run with --set-resources train:gpu=N."""
+    return 0 if config.get("training", {}).get("device", "auto") == "cpu" else 1
 
 
 def report_outputs(dataset):

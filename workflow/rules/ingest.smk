@@ -8,6 +8,10 @@ rule run_config:
         config=effective_config_json(),
     log:
         f"{OUT}/logs/run_config.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime="10m",
     shell:
         "spectral-anomaly write-config --json {params.config:q} --output {output:q} > {log:q} 2>&1"
 
@@ -20,6 +24,10 @@ rule demo_data:
         root=f"{OUT}/demo/spectra.root",
     log:
         f"{OUT}/logs/demo_data.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime="15m",
     shell:
         "spectral-anomaly demo --config {input.config:q} --hdf5 {output.hdf5:q} --root {output.root:q} > {log:q} 2>&1"
 
@@ -36,6 +44,10 @@ rule ingest:
         f"{OUT}/logs/ingest/{{dataset}}.log",
     benchmark:
         f"{OUT}/benchmarks/ingest/{{dataset}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime="2h",
     shell:
         "spectral-anomaly ingest --config {input.config:q} --dataset {wildcards.dataset}"
         " --input {input.raw:q} --checksums {params.checksums:q} --output {output:q} > {log:q} 2>&1"

@@ -9,6 +9,10 @@ rule split:
         f"{OUT}/splits/{{dataset}}.json",
     log:
         f"{OUT}/logs/split/{{dataset}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime="30m",
     shell:
         "spectral-anomaly split --config {input.config:q} --dataset {wildcards.dataset}"
         " --data {input.data:q} --output {output:q} > {log:q} 2>&1"
@@ -23,6 +27,10 @@ rule normalize:
         f"{OUT}/normalization/{{dataset}}.json",
     log:
         f"{OUT}/logs/normalize/{{dataset}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime="1h",
     shell:
         "spectral-anomaly normalize --config {input.config:q} --dataset {wildcards.dataset}"
         " --data {input.data:q} --split {input.split:q} --output {output:q} > {log:q} 2>&1"

@@ -1,4 +1,7 @@
 # Per-dataset report (self-contained HTML, metrics and figures) and the version's manifest.
+# Reports read only stored results (scores, examples, histories, the canonical store's metadata), and
+# the report options are params of these two rules only: `snakemake --cores 2 reports` rebuilds them
+# after a change of the config's report section, `--forcerun report` after a change of report code.
 
 
 rule report:
@@ -25,12 +28,33 @@ rule report:
             subcategory="model comparison",
             labels={"dataset": "{dataset}", "figure": "ROC curves"},
         ),
+        precision_recall=report(
+            f"{OUT}/reports/{{dataset}}/precision_recall.png",
+            caption="../report/precision_recall.rst",
+            category="{dataset}",
+            subcategory="model comparison",
+            labels={"dataset": "{dataset}", "figure": "precision-recall curves"},
+        ),
         score_distributions=report(
             f"{OUT}/reports/{{dataset}}/score_distributions.png",
             caption="../report/score_distributions.rst",
             category="{dataset}",
             subcategory="model comparison",
             labels={"dataset": "{dataset}", "figure": "score distributions"},
+        ),
+        score_agreement=report(
+            f"{OUT}/reports/{{dataset}}/score_agreement.png",
+            caption="../report/score_agreement.rst",
+            category="{dataset}",
+            subcategory="model comparison",
+            labels={"dataset": "{dataset}", "figure": "score agreement between models"},
+        ),
+        run_summary=report(
+            f"{OUT}/reports/{{dataset}}/run_summary.png",
+            caption="../report/run_summary.rst",
+            category="{dataset}",
+            subcategory="flags per run",
+            labels={"dataset": "{dataset}", "figure": "flags per run"},
         ),
         training_curves=report(
             f"{OUT}/reports/{{dataset}}/training_curves.png",
@@ -56,12 +80,17 @@ rule report:
     params:
         result_dir=OUT,
         figure_dir=f"{OUT}/reports/{{dataset}}",
+        report_options=report_options_json(),
     log:
         f"{OUT}/logs/report/{{dataset}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime="1h",
     shell:
         "spectral-anomaly report --config {input.config:q} --dataset {wildcards.dataset}"
         " --result-dir {params.result_dir:q} --html {output.html:q} --metrics {output.metrics:q}"
-        " --figure-dir {params.figure_dir:q} > {log:q} 2>&1"
+        " --figure-dir {params.figure_dir:q} --report-options {params.report_options:q} > {log:q} 2>&1"
 
 
 rule manifest:
@@ -69,12 +98,19 @@ rule manifest:
         config=RUN_CONFIG,
         reports=all_reports,
     output:
-        f"{OUT}/manifest.json",
+        manifest=f"{OUT}/manifest.json",
+        front_page=f"{OUT}/manifest.rst",
     params:
         result_dir=OUT,
         checksums=input_checksums_json(),
+        report_options=report_options_json(),
     log:
         f"{OUT}/logs/manifest.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime="10m",
     shell:
         "spectral-anomaly manifest --config {input.config:q} --result-dir {params.result_dir:q}"
-        " --input-checksums {params.checksums:q} --output {output:q} > {log:q} 2>&1"
+        " --input-checksums {params.checksums:q} --report-options {params.report_options:q}"
+        " --output {output.manifest:q} --front-page {output.front_page:q} > {log:q} 2>&1"

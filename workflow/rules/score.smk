@@ -14,6 +14,10 @@ rule score:
         f"{OUT}/logs/score/{{dataset}}/{{model}}.log",
     benchmark:
         f"{OUT}/benchmarks/score/{{dataset}}/{{model}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime="2h",
     shell:
         "spectral-anomaly score --config {input.config:q} --dataset {wildcards.dataset} --model {wildcards.model}"
         " --data {input.data:q} --split {input.split:q} --model-file {input.model:q}"
@@ -34,6 +38,10 @@ rule baseline:
         f"{OUT}/logs/baseline/{{dataset}}.log",
     benchmark:
         f"{OUT}/benchmarks/baseline/{{dataset}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime="2h",
     shell:
         "spectral-anomaly baseline --config {input.config:q} --dataset {wildcards.dataset}"
         " --data {input.data:q} --split {input.split:q} --normalization {input.normalization:q}"

@@ -15,6 +15,11 @@ rule train:
         f"{OUT}/logs/train/{{dataset}}/{{model}}.log",
     benchmark:
         f"{OUT}/benchmarks/train/{{dataset}}/{{model}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime="6h",
+        gpu=train_gpus(),  # 1, or 0 where training.device is cpu
     shell:
         "spectral-anomaly train --config {input.config:q} --dataset {wildcards.dataset} --model {wildcards.model}"
         " --data {input.data:q} --split {input.split:q} --normalization {input.normalization:q}"

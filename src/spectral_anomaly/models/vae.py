@@ -8,7 +8,10 @@ For a spectrum x with encoder posterior q(z|x) = N(mu, diag(sigma^2)) and a unit
 with the likelihood p(x|z) of :mod:`.likelihoods` summed over bins. The expectation uses K
 Monte-Carlo samples from a seeded generator. The importance-weighted bound with the same K
 samples, log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), is tighter (it approaches log p(x) as K
-grows); ``iw_nll`` is its negative. ``elbo`` keeps its natural sign (higher = more normal); the
+grows); ``iw_nll`` is its negative. For the Poisson likelihood the log-likelihood grows in size
+with the number of counts, so the anomaly score is ``elbo_deviance``: the negative ELBO minus the
+log-likelihood of a perfect fit (rates equal to the counts), i.e. half the expected Poisson
+deviance plus the KL, which compares spectra of different totals fairly. ``elbo`` keeps its natural sign (higher = more normal); the
 anomaly score is ``negative_elbo = -elbo`` (higher = more anomalous). Training minimizes
 -E_q[log p(x|z)] + kl_weight * KL (beta-VAE, with the weight warmed up by the training loop).
 """
@@ -21,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .likelihoods import Likelihood, decoder_channels, gaussian_log_likelihood
+from .likelihoods import Likelihood, decoder_channels, gaussian_log_likelihood, poisson_log_likelihood
 from .networks import build_decoder, build_encoder
 from .normalization import NormalizationLayer
 
@@ -110,7 +113,7 @@ class VariationalAutoencoder(nn.Module):
             counts, normalized_mean = mean, self.normalize(mean)
         else:
             counts, normalized_mean = self.normalize.inverse(mean, terms["totals"]), mean
-        return {
+        scores = {
             "negative_elbo": -terms["elbo"],
             "elbo": terms["elbo"],
             "reconstruction_nll": -terms["expected_log_likelihood"],
@@ -125,3 +128,7 @@ class VariationalAutoencoder(nn.Module):
             "reconstruction_counts": counts,
             "pulls": pulls,
         }
+        if self.likelihood.kind == "poisson":  # a perfect fit (rates = counts) bounds the log-likelihood from above
+            saturated = poisson_log_likelihood(terms["target"], terms["target"])
+            scores["elbo_deviance"] = saturated - terms["elbo"]
+        return scores

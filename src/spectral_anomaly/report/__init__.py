@@ -3,11 +3,16 @@
 :func:`build_report` reads the stored score tables, training histories and most-anomalous
 examples (no model is loaded, so a report can be regenerated from stored results), and writes
 
-- ``metrics.json``: ROC AUC and PR AUC of every score on the test split (null without labels);
-- five PNG figures: ROC curves, score distributions, training curves, the most anomalous spectra
-  with their reconstructions, and the latent space;
-- one self-contained HTML page with the figures embedded, the comparison table, a ranked table
-  of the most anomalous spectra and the run configuration.
+- ``metrics.json``: ROC AUC and PR AUC of every score on the test split (null without labels), the
+  primary score's with bootstrap standard deviations;
+- the PNG figures of :data:`FIGURE_NAMES`: ROC and precision-recall curves with bootstrap bands,
+  score distributions, agreement between models, flags per run, the most anomalous spectra with
+  their reconstructions and pulls, the latent space and the training curves;
+- one self-contained HTML page with the figures embedded, the comparison table, the per-run table,
+  a ranked table of the most anomalous spectra and the run configuration.
+
+Nothing loops over spectra in Python and every scatter plot is subsampled, so a report of a
+million spectra builds in seconds.
 
 Every score is oriented so that higher means more anomalous.
 """
@@ -15,15 +20,23 @@ Every score is oriented so that higher means more anomalous.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+from matplotlib.figure import Figure
 
 from ..atomic import atomic_path, write_json, write_text
 from ..exceptions import ConfigError
+from .comparison import (
+    group_column,
+    run_summary,
+    run_summary_figure,
+    score_agreement_figure,
+)
+from .curves import precision_recall_figure, roc_figure
 from .figures import (
     FIGURE_NAMES,
     latent_space_figure,
     render_png,
-    roc_figure,
     score_distribution_figure,
     top_anomalies_figure,
     training_curves_figure,
@@ -32,12 +45,13 @@ from .html import render_report
 from .metrics import (
     compute_metrics,
     is_labelled,
+    model_curves,
     read_histories,
     read_score_tables,
     top_spectra_table,
 )
 
-__all__ = ["FIGURE_NAMES", "build_report", "compute_metrics"]
+__all__ = ["FIGURE_NAMES", "build_report", "compute_metrics", "report_figures"]
 
 #: rows of the ranked table of most anomalous spectra
 N_RANKED_SPECTRA = 20
@@ -59,6 +73,24 @@ def _check_figure_paths(figure_paths: Mapping[str, PathLike]) -> None:
         raise ConfigError(f"report figure_paths: {'; '.join(problems)}; expected exactly {', '.join(FIGURE_NAMES)}")
 
 
+def report_figures(tables: Mapping, *, histories: Mapping, examples: Mapping, labelled: bool, curves: Mapping,
+                   runs, run_column: str | None, n_top: int, bin_unit: str | None = None) -> dict[str, Callable[[], Figure]]:
+    """Figure name -> a function that builds it, for each of :data:`FIGURE_NAMES` in page order.
+
+    The figures are built one at a time (each is rendered and freed before the next is built).
+    """
+    return {
+        "roc": lambda: roc_figure(tables, labelled=labelled, curves=curves),
+        "precision_recall": lambda: precision_recall_figure(tables, labelled=labelled, curves=curves),
+        "score_distributions": lambda: score_distribution_figure(tables, labelled=labelled),
+        "score_agreement": lambda: score_agreement_figure(tables, labelled=labelled),
+        "run_summary": lambda: run_summary_figure(tables, runs, column=run_column),
+        "top_anomalies": lambda: top_anomalies_figure(examples, n_top=n_top, bin_unit=bin_unit),
+        "latent_space": lambda: latent_space_figure(tables, labelled=labelled),
+        "training_curves": lambda: training_curves_figure(histories),
+    }
+
+
 def build_report(
     *,
     dataset: str,
@@ -72,6 +104,7 @@ def build_report(
     figure_paths: Mapping[str, PathLike],
     n_top: int = 10,
     data_summary: Mapping | None = None,
+    bin_unit: str | None = None,
 ) -> dict:
     """Write the report of one dataset and return its metrics (the ``metrics.json`` payload).
 
@@ -80,7 +113,8 @@ def build_report(
     anomalous examples (.npz), ``figure_paths`` each of :data:`FIGURE_NAMES` -> PNG path to write.
     ``n_top`` spectra per model are drawn in the top-anomalies figure. ``data_summary`` (spectra,
     bins, source files, spectra dropped at ingestion, device each model trained on) is shown on the
-    page and stored in the metrics under ``data``. Every input is read and every
+    page and stored in the metrics under ``data``. ``bin_unit`` (e.g. ``"keV"``) labels the spectra's
+    x axis where the unit of the bin edges is known. Every input is read and every
     figure rendered before anything is written, and each file is written atomically.
     """
     from ..score import read_examples
@@ -93,19 +127,18 @@ def build_report(
     example_arrays = {str(name): read_examples(path) for name, path in examples.items()}
     labelled = is_labelled(tables)
 
-    metrics = compute_metrics(tables, dataset=dataset, run_name=run_name)
+    curves = model_curves(tables, labelled=labelled)
+    metrics = compute_metrics(tables, dataset=dataset, run_name=run_name, curves=curves)
     metrics["data"] = dict(data_summary or {})
-    builders = {
-        "roc": lambda: roc_figure(tables, labelled=labelled),
-        "score_distributions": lambda: score_distribution_figure(tables, labelled=labelled),
-        "training_curves": lambda: training_curves_figure(history_tables),
-        "top_anomalies": lambda: top_anomalies_figure(example_arrays, n_top=n_top),
-        "latent_space": lambda: latent_space_figure(tables, labelled=labelled),
-    }
-    pngs = {name: render_png(builders[name]()) for name in FIGURE_NAMES}
+    run_column = group_column(tables)
+    runs = run_summary(tables, column=run_column) if run_column else None
+    metrics["runs"] = {"column": run_column, "n_runs": len(runs)} if runs is not None else None
+    figures = report_figures(tables, histories=history_tables, examples=example_arrays, labelled=labelled, curves=curves,
+                             runs=runs, run_column=run_column, n_top=n_top, bin_unit=bin_unit)
+    pngs = {name: render_png(figure()) for name, figure in figures.items()}
     reference, top_table = top_spectra_table(tables, n=N_RANKED_SPECTRA)
     page = render_report(dataset=dataset, run_name=run_name, metrics=metrics, figures=pngs, top_table=top_table,
-                         reference_model=reference, run_config=run_config)
+                         reference_model=reference, run_config=run_config, runs=runs, run_column=run_column)
     for name in FIGURE_NAMES:
         _write_bytes(figure_paths[name], pngs[name])
     write_json(metrics_path, metrics)

@@ -16,12 +16,13 @@ import pandas as pd
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, NullLocator
 
-from .metrics import detection_aucs, evaluated_rows, finite_scores
+from .metrics import evaluated_rows
 
-#: figure name -> what it shows; build_report writes exactly these
-FIGURE_NAMES: tuple[str, ...] = ("roc", "score_distributions", "training_curves", "top_anomalies", "latent_space")
+#: the figures build_report writes, in page order (ROC and PR in .curves, agreement and per-run in .comparison)
+FIGURE_NAMES: tuple[str, ...] = ("roc", "precision_recall", "score_distributions", "score_agreement", "run_summary",
+                                 "top_anomalies", "latent_space", "training_curves")
 DPI = 90
 NORMAL_COLOUR, ANOMALOUS_COLOUR = "#1f77b4", "#d62728"
 SPLIT_COLOURS = {"train": "#1f77b4", "validation": "#ff7f0e", "test": "#2ca02c"}
@@ -67,42 +68,6 @@ def _model_title(name: str, table: pd.DataFrame) -> str:
 def _score_label(table: pd.DataFrame) -> str:
     primary = table.attrs.get("primary_score")
     return f"anomaly_score = {primary}" if primary and primary != "anomaly_score" else "anomaly_score"
-
-
-def roc_figure(tables: Mapping[str, pd.DataFrame], *, labelled: bool) -> Figure:
-    """ROC curve of each model's primary score on the test split, with the chance diagonal."""
-    from sklearn.metrics import roc_curve
-
-    figure = Figure(figsize=(6.5, 5.5), layout="constrained")
-    ax = figure.add_subplot()
-    ax.set_xlabel("false positive rate (normal spectra flagged)")
-    ax.set_ylabel("true positive rate (anomalies found)")
-    ax.set_title("ROC curves, test split (primary score of each model)")
-    if not labelled:
-        _message(ax, "no labels configured for this dataset:\nROC curves need labelled anomalies")
-        return figure
-    skipped = []
-    for name, table in tables.items():
-        rows = evaluated_rows(table)
-        labels, scores = rows["label"].to_numpy().astype(np.int64), finite_scores(rows["anomaly_score"].to_numpy())
-        keep = ~np.isnan(scores)
-        roc_auc, _ = detection_aucs(labels, scores)
-        if roc_auc is None:
-            skipped.append(name)
-            continue
-        fpr, tpr, _ = roc_curve(labels[keep], scores[keep])
-        ax.plot(fpr, tpr, lw=2, label=f"{_model_title(name, table)}: AUC = {roc_auc:.3f}")
-    ax.plot([0, 1], [0, 1], ls="--", lw=1, color="grey", label="chance (AUC = 0.5)")
-    if skipped:
-        ax.text(0.62, 0.45, "no curve for " + ", ".join(skipped) + ":\nthe test split holds only one class",
-                ha="center", va="center", transform=ax.transAxes, fontsize=10,
-                bbox={"boxstyle": "round", "facecolor": "#fff4e5", "edgecolor": "#d9a441"})
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.02)
-    ax.set_aspect("equal")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    return figure
 
 
 def _histogram_edges(values: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -208,42 +173,99 @@ def training_curves_figure(histories: Mapping[str, pd.DataFrame]) -> Figure:
     return figure
 
 
-def top_anomalies_figure(examples: Mapping[str, Mapping[str, np.ndarray]], *, n_top: int = 10) -> Figure:
-    """The ``n_top`` most anomalous spectra of each model (one column per model): input and reconstruction."""
+def _axis_label(unit: str | None) -> str:
+    return f"bin centre [{unit}]" if unit else "bin centre"
+
+
+#: the pull axis spans at most +-this; larger pulls run off the axis and their maximum is written on it
+MAX_PULL_AXIS = 10.0
+
+
+def _pull_limit(pulls: np.ndarray) -> float:
+    """Symmetric pull-axis limit: at least +-4 so the +-3 lines show, at most :data:`MAX_PULL_AXIS`."""
+    finite = np.abs(pulls[np.isfinite(pulls)])
+    return min(max(4.0, 1.1 * float(finite.max())), MAX_PULL_AXIS) if finite.size else 4.0
+
+
+def _draw_spectrum(ax, pull_ax, example, row: int, edges: np.ndarray, centres: np.ndarray) -> bool:
+    """Input (steps) and reconstruction (line) on ``ax``, pulls on ``pull_ax``; whether counts are on a log axis."""
+    counts = np.asarray(example["input"][row], dtype=np.float64)
+    reconstruction = np.asarray(example["reconstruction"][row], dtype=np.float64)
+    log_y = np.nanmin(counts) >= 0 and np.nanmax(counts) > 10 * COUNT_FLOOR  # reconstructions are clipped
+    floor = COUNT_FLOOR if log_y else -np.inf
+    ax.stairs(np.maximum(counts, floor), edges, baseline=None, color="black", lw=1.0, label="input")
+    ax.plot(centres, np.maximum(reconstruction, floor), color=ANOMALOUS_COLOUR, lw=1.2, label="reconstruction")
+    if log_y:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(numticks=5))
+        ax.yaxis.set_minor_locator(NullLocator())  # dozens of minor ticks per panel make this figure slow
+    ax.xaxis.set_major_locator(MaxNLocator(6))
+    if "pulls" in example:
+        pulls = np.asarray(example["pulls"][row], dtype=np.float64)
+        pull_ax.stairs(np.nan_to_num(pulls, nan=0.0), edges, baseline=0.0, fill=True, color="#555555", alpha=0.8, label="pull")
+        for level in (-3, 3):
+            pull_ax.axhline(level, color=ANOMALOUS_COLOUR, ls=":", lw=0.9)
+        pull_ax.axhline(0, color="black", lw=0.6)
+        limit = _pull_limit(pulls)
+        pull_ax.set_ylim(-limit, limit)
+        largest = float(np.nanmax(np.abs(pulls))) if np.isfinite(pulls).any() else 0.0
+        if largest > limit:
+            pull_ax.text(0.01, 0.93, f"max |pull| {largest:.3g}", transform=pull_ax.transAxes, va="top", fontsize=7.5,
+                         bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+    else:
+        pull_ax.text(0.5, 0.5, "no pulls stored", ha="center", va="center", transform=pull_ax.transAxes, fontsize=8)
+    return log_y
+
+
+def top_anomalies_figure(examples: Mapping[str, Mapping[str, np.ndarray]], *, n_top: int = 10,
+                         bin_unit: str | None = None) -> Figure:
+    """The ``n_top`` most anomalous spectra of each model (one column per model).
+
+    Each spectrum: input (steps) and reconstruction (line) above, per-bin pulls below on a shared
+    x axis (bin centre, in ``bin_unit`` where known), with the +-3 pull lines dotted.
+    """
     n_rows = max(1, min(n_top, max((len(e["spectrum_id"]) for e in examples.values()), default=1)))
     n_columns = max(1, len(examples))
-    figure = Figure(figsize=(4.5 * n_columns, 2.0 * n_rows + 0.6), layout="constrained")
-    grid = figure.subplots(n_rows, n_columns, squeeze=False)
+    x_label = _axis_label(bin_unit)
     if not examples:
-        _message(grid[0, 0], "no stored examples", labels=("Most anomalous spectra", "bin centre", "counts"))
+        figure = Figure(figsize=(6.0, 3.5), layout="constrained")
+        _message(figure.add_subplot(), "no stored examples", labels=("Most anomalous spectra", x_label, "counts"))
         return figure
+    # a fixed layout: constrained layout takes seconds for this many axes
+    cell, header = 2.75, 0.75  # inches per spectrum (with its pulls, title and x label), above the first row
+    width, height = 4.7 * n_columns, cell * n_rows + header
+    figure = Figure(figsize=(width, height))
+    outer = figure.add_gridspec(n_rows, n_columns, left=0.75 / width, right=1 - 0.15 / width, top=1 - header / height,
+                                bottom=0.5 / height, wspace=0.75 / 4.7 * n_columns / max(n_columns - 0.25, 1), hspace=0.36)
     for column, (name, example) in enumerate(examples.items()):
         edges = np.asarray(example["bin_edges"], dtype=np.float64)
         centres = 0.5 * (edges[:-1] + edges[1:])
         for row in range(n_rows):
-            ax = grid[row, column]
-            ax.tick_params(labelsize=8)
+            pair = outer[row, column].subgridspec(2, 1, height_ratios=[3, 1.15], hspace=0.06)
+            ax = figure.add_subplot(pair[0])
+            pull_ax = figure.add_subplot(pair[1], sharex=ax)
+            ax.set_label(f"spectrum {name} {row}")
+            pull_ax.set_label(f"pulls {name} {row}")
+            for a in (ax, pull_ax):
+                a.tick_params(labelsize=8)
+            ax.tick_params(labelbottom=False)
             if row >= len(example["spectrum_id"]):
                 _message(ax, "no further stored example")
-                ax.set_title(f"{name} #{row + 1}", fontsize=8.5)
+                pull_ax.set_axis_off()
+                ax.set_title(f"{name} #{row + 1}", fontsize=9)
                 continue
-            counts = np.asarray(example["input"][row], dtype=np.float64)
-            reconstruction = np.asarray(example["reconstruction"][row], dtype=np.float64)
-            log_y = np.nanmin(counts) >= 0 and np.nanmax(counts) > 10 * COUNT_FLOOR  # reconstructions are clipped
-            floor = COUNT_FLOOR if log_y else -np.inf
-            ax.stairs(np.maximum(counts, floor), edges, baseline=None, color="black", lw=1.0, label="input")
-            ax.plot(centres, np.maximum(reconstruction, floor), color=ANOMALOUS_COLOUR, lw=1.2, label="reconstruction")
-            if log_y:
-                ax.set_yscale("log")
+            log_y = _draw_spectrum(ax, pull_ax, example, row, edges, centres)
             ax.set_title(f"{name} #{row + 1}: spectrum {int(example['spectrum_id'][row])}, "
                          f"score {float(example['anomaly_score'][row]):.4g}", fontsize=9)
-            if column == 0:
-                ax.set_ylabel("counts" + (" (log)" if log_y else ""), fontsize=8.5)
-            if row == n_rows - 1 or row == len(example["spectrum_id"]) - 1:
-                ax.set_xlabel("bin centre", fontsize=8.5)
+            ax.set_ylabel("counts" + (" (log)" if log_y else ""), fontsize=8.5)
+            pull_ax.set_ylabel("pull", fontsize=8.5)
+            pull_ax.set_xlabel(x_label, fontsize=8.5)
             if row == 0:
                 ax.legend(fontsize=8, loc="best")
-    figure.suptitle(f"Top {n_rows} most anomalous spectra per model: input (steps) and reconstruction (line)")
+                pull_ax.legend(handles=[Line2D([], [], color=ANOMALOUS_COLOUR, ls=":", label="\u00b13")],
+                               fontsize=7, loc="upper right", handlelength=1.5)
+    figure.suptitle(f"Top {n_rows} most anomalous spectra per model: input (steps), reconstruction (line) "
+                    "and per-bin pulls (residual / uncertainty, below)", y=1 - 0.2 / height, va="top")
     return figure
 
 
@@ -271,11 +293,10 @@ def _subsample(n: int, *, priority: np.ndarray | None, limit: int = MAX_SCATTER_
     """At most ``limit`` row indices, keeping every ``priority`` row first; seeded, so reproducible."""
     if n <= limit:
         return np.arange(n)
-    rng = np.random.default_rng(0)
-    first = np.flatnonzero(priority) if priority is not None else np.array([], dtype=np.int64)
-    first = first[:limit]
-    rest = np.setdiff1d(np.arange(n), first)
-    return np.sort(np.concatenate([first, rng.choice(rest, size=limit - len(first), replace=False)]))
+    keys = np.random.default_rng(0).random(n)  # the ``limit`` smallest keys are kept: a uniform random subset
+    if priority is not None:
+        keys[np.asarray(priority, dtype=bool)] -= 1.0  # priority rows first (a random share of them if too many)
+    return np.sort(np.argpartition(keys, limit - 1)[:limit])
 
 
 def latent_space_figure(tables: Mapping[str, pd.DataFrame], *, labelled: bool) -> Figure:
@@ -283,7 +304,8 @@ def latent_space_figure(tables: Mapping[str, pd.DataFrame], *, labelled: bool) -
     figure, axes = _panel_grid(len(tables), panel_size=(5.2, 4.6))
     for ax, (name, table) in zip(axes, tables.items()):
         rows = evaluated_rows(table) if labelled else table
-        coordinates, (x_label, y_label) = _latent_coordinates(rows)
+        rows = rows.iloc[_subsample(len(rows), priority=rows["label"].to_numpy() == 1 if labelled else None)]
+        coordinates, (x_label, y_label) = _latent_coordinates(rows)  # projected from the drawn spectra only
         ax.set_title(_model_title(name, table))
         ax.set_xlabel(x_label or "latent coordinate 1")
         ax.set_ylabel(y_label or "latent coordinate 2")

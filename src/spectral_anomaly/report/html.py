@@ -17,6 +17,7 @@ import pandas as pd
 
 from .. import __version__
 from ..thresholds import rate_label
+from .captions import FIGURE_TEXT
 from .metrics import best_models
 
 STYLE = """
@@ -36,35 +37,6 @@ figcaption, p.caption { color: #444; font-size: .95em; max-width: 60em; }
 .meta { color: #555; }
 details pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: .88em; }
 """
-
-#: figure name -> (section title, caption)
-FIGURE_TEXT: dict[str, tuple[str, str]] = {
-    "roc": ("ROC curves",
-            "Receiver operating characteristic of each model's primary anomaly score on the test split: the fraction "
-            "of labelled anomalies found (true positive rate) against the fraction of normal spectra flagged (false "
-            "positive rate) as the threshold is lowered. The dashed diagonal is a random ranking (AUC 0.5); the AUC "
-            "of each curve is given in the legend."),
-    "score_distributions": ("Score distributions",
-            "Histograms of each model's anomaly score (higher = more anomalous) on a log-scaled vertical axis. With "
-            "labels, the test split is shown by label (counts per bin): good separation means the anomalous histogram lies to the right of "
-            "the normal one. Without labels, every spectrum is shown by split, each split normalised to unit sum; a test distribution far to the right "
-            "of the training one would point to overfitting or a shift between splits."),
-    "training_curves": ("Training curves",
-            "Training and validation loss per epoch of each deep model. The star marks the best validation epoch, "
-            "whose weights were kept and used for scoring. A validation loss that rises while the training loss "
-            "keeps falling indicates overfitting."),
-    "top_anomalies": ("Most anomalous spectra",
-            "The most anomalous spectra of each model (one column per model, most anomalous at the top): the input "
-            "counts as steps and the model's reconstruction, in the same units, as a line. Counts are drawn on a "
-            "log scale where they are non-negative, with empty bins drawn at 0.5. Where the line departs from the "
-            "steps is what the model could not explain."),
-    "latent_space": ("Latent space",
-            "Where each spectrum lands in the model's latent space (for PCA: its principal-component coordinates). "
-            "Two-dimensional latents are drawn directly; larger ones are projected onto their first two principal "
-            "components. With labels, the test split is coloured normal / anomalous (anomalies on top); without, "
-            "every spectrum is coloured by its anomaly score. Large samples are subsampled for drawing."),
-}
-
 
 def format_number(value: object, *, digits: int = 3) -> str:
     """A number with ``digits`` decimals; ``None``/NaN as an em dash; other values escaped as text."""
@@ -94,6 +66,14 @@ def _cell(value: object, *, best: bool = False) -> str:
     return f"<td{attribute}>{format_number(value)}</td>"
 
 
+def _auc_cell(value: float | None, std: float | None, *, best: bool) -> str:
+    """An AUC with its bootstrap standard deviation, e.g. ``0.953 &plusmn; 0.004``."""
+    cell = _cell(value, best=best)
+    if value is None or std is None:
+        return cell
+    return cell.replace("</td>", f" &plusmn; {format_number(std)}</td>")
+
+
 def comparison_table(metrics: dict) -> str:
     """Model, kind, primary score, ROC AUC and PR AUC, the best value in each AUC column highlighted."""
     best = best_models(metrics)
@@ -102,10 +82,12 @@ def comparison_table(metrics: dict) -> str:
         rows.append(
             "<tr>" + f"<td>{escape(name)}</td><td>{escape(str(entry['kind']))}</td>"
             f"<td>{escape(str(entry['primary_score']))}</td>"
-            + _cell(entry["roc_auc"], best=name in best["roc_auc"]) + _cell(entry["pr_auc"], best=name in best["pr_auc"])
+            + _auc_cell(entry["roc_auc"], entry.get("roc_auc_std"), best=name in best["roc_auc"])
+            + _auc_cell(entry["pr_auc"], entry.get("pr_auc_std"), best=name in best["pr_auc"])
             + _cell(entry["n_test"]) + _cell(entry["n_anomalous_test"]) + "</tr>"
         )
-    header = ("<tr><th>model</th><th>kind</th><th>primary score</th><th>ROC AUC</th><th>PR AUC</th>"
+    header = ("<tr><th>model</th><th>kind</th><th>primary score</th><th>ROC AUC &plusmn; bootstrap std</th>"
+              "<th>PR AUC &plusmn; bootstrap std</th>"
               "<th>test spectra</th><th>test anomalies</th></tr>")
     return f"<table>\n{header}\n" + "\n".join(rows) + "\n</table>"
 
@@ -262,6 +244,25 @@ def dataframe_table(frame: pd.DataFrame) -> str:
     return f"<table>\n{header}\n" + "\n".join(rows) + "\n</table>"
 
 
+def run_table(summary: pd.DataFrame, *, column: str, max_rows: int) -> str:
+    """The per-run summary as a table of percentages; beyond ``max_rows`` runs, those most often flagged."""
+    shown = summary
+    note = f"All {len(summary)} {escape(column)}s, in order."
+    flagged = [c for c in summary.columns if c.startswith("flagged ")]
+    if len(summary) > max_rows:
+        ranking = summary[flagged].max(axis=1) if flagged else summary.get("labelled anomalous", summary["spectra"])
+        shown = summary.loc[ranking.sort_values(ascending=False, kind="stable").index[:max_rows]]
+        note = (f"The {max_rows} of {len(summary)} {escape(column)}s with the highest flagged fraction"
+                " (any model, any rate), most flagged first.")
+    header = "<tr>" + "".join(f"<th>{escape(str(c))}</th>" for c in shown.columns) + "</tr>"
+    rows = []
+    for record in shown.to_dict(orient="records"):
+        cells = [f'<td class="num">{escape(str(record[column]))}</td>', _cell(int(record["spectra"]))]
+        cells += [_percent_cell(float(record[c])) for c in shown.columns[2:]]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<p class="caption">{note}</p>\n<table>\n{header}\n' + "\n".join(rows) + "\n</table>"
+
+
 def config_yaml(run_config: Mapping) -> str:
     """The run configuration as YAML (values YAML cannot represent are written as strings)."""
     import yaml
@@ -295,14 +296,16 @@ def data_paragraph(data: Mapping) -> str:
 
 
 def render_report(*, dataset: str, run_name: str, metrics: dict, figures: Mapping[str, bytes],
-                  top_table: pd.DataFrame, reference_model: str, run_config: Mapping) -> str:
-    """The complete HTML page of one dataset's report."""
+                  top_table: pd.DataFrame, reference_model: str, run_config: Mapping,
+                  runs: pd.DataFrame | None = None, run_column: str | None = None, max_run_rows: int = 30) -> str:
+    """The complete HTML page of one dataset's report; ``runs``: the per-run summary, if any."""
     labelled = metrics["labelled"]
     meta = [f"run <b>{escape(str(run_name))}</b>", f"dataset <b>{escape(str(dataset))}</b>",
             f"{len(metrics['models'])} models", f"spectral_anomaly {escape(__version__)}"]
     if labelled:
         label_note = ("AUCs are computed on the test split only. PR AUC is average precision; a random ranking "
-                      "scores the test split's anomaly fraction. The best value of each column is highlighted.")
+                      "scores the test split's anomaly fraction. The +- is the standard deviation over 200 bootstrap resamples "
+                      "of the test spectra. The best value of each column is highlighted.")
     else:
         label_note = ("This dataset has no labels configured, so no detection metric can be computed; the figures "
                       "below still show how the models rank spectra.")
@@ -312,6 +315,9 @@ def render_report(*, dataset: str, run_name: str, metrics: dict, figures: Mappin
         f"<style>{STYLE}</style>", "</head>", "<body>",
         f"<h1>Anomaly report: {escape(str(dataset))}</h1>",
         f'<p class="meta">{" &middot; ".join(meta)}</p>',
+        '<p class="meta">Sections: <a href="#metrics">model comparison</a> &middot; <a href="#thresholds">efficiency</a>'
+        + "".join(f' &middot; <a href="#{name}">{escape(title.lower())}</a>' for name, (title, _) in FIGURE_TEXT.items())
+        + ' &middot; <a href="#top-spectra">ranked spectra</a> &middot; <a href="#config">configuration</a></p>',
         data_paragraph(metrics.get("data") or {}),
         "<p>Every score is oriented so that a higher anomaly score means a more anomalous spectrum.</p>",
         '<h2 id="metrics">Model comparison</h2>', f'<p class="caption">{escape(label_note)}</p>',
@@ -322,6 +328,9 @@ def render_report(*, dataset: str, run_name: str, metrics: dict, figures: Mappin
     ]
     for name in FIGURE_TEXT:
         parts.append(_figure_block(name, figures[name]))
+        if name == "run_summary" and runs is not None and run_column is not None:
+            parts.append(f"<details open><summary>fraction flagged per {escape(run_column)}</summary>")
+            parts += [run_table(runs, column=run_column, max_rows=max_run_rows), "</details>"]
     parts += [
         '<h2 id="top-spectra">Most anomalous spectra, ranked</h2>',
         f'<p class="caption">The {len(top_table)} spectra with the highest anomaly score of model '

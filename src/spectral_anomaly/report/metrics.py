@@ -5,6 +5,8 @@ score (``anomaly_score``) and every other anomaly-sign score column of each mode
 (``elbo``, ``log_likelihood``: higher = more normal) are left out; their partners
 (``negative_elbo``, ``pca_nll``) are evaluated instead, so that for every reported AUC a higher
 score means more anomalous. Without labels every AUC is ``None`` (null in ``metrics.json``).
+The primary score's AUCs come with ``roc_auc_std`` / ``pr_auc_std``: their standard deviations over
+200 seeded bootstrap resamples of the test rows (:mod:`.bootstrap`).
 
 Where a score table carries flags at calibrated false-positive rates (:mod:`..thresholds`), each
 model's ``thresholds`` give, per flag column, the calibrated cut, the calibration spectra and the
@@ -24,10 +26,12 @@ import pandas as pd
 from ..exceptions import InputFileError, ObjectNotFoundError, closest_first
 from ..formats import FORMAT_VERSIONS
 from ..thresholds import rate_label, threshold_entries
+from .bootstrap import N_RESAMPLES, DetectionCurves, detection_curves, exact_aucs
 
 #: score columns evaluated when present (higher = more anomalous); latent_* and flags are not scores
 SCORE_COLUMNS: tuple[str, ...] = (
-    "negative_elbo", "pca_nll", "reconstruction_error", "reconstruction_nll", "kl", "latent_radius",
+    "elbo_deviance", "negative_elbo", "iw_nll", "pca_nll", "reconstruction_error", "reconstruction_nll", "kl",
+    "latent_radius", "chi2", "max_abs_pull",
 )
 #: signed copies of a score (higher = more normal) -> the anomaly-sign column evaluated instead
 SIGNED_COPIES: dict[str, str] = {"elbo": "negative_elbo", "log_likelihood": "pca_nll"}
@@ -93,7 +97,7 @@ def score_columns(table: pd.DataFrame) -> list[str]:
 
 def evaluated_rows(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of the evaluated (``test``) split."""
-    return table[table["split"].astype(str) == EVALUATED_SPLIT]
+    return table[np.asarray(table["split"]).astype(str, copy=False) == EVALUATED_SPLIT]
 
 
 def finite_scores(scores: np.ndarray) -> np.ndarray:
@@ -109,15 +113,13 @@ def detection_aucs(labels: np.ndarray, scores: np.ndarray) -> tuple[float | None
     Rows with a NaN score are left out. Returns ``(None, None)`` when the remaining rows do not
     hold both classes, since neither AUC is defined then.
     """
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     labels = np.asarray(labels).astype(np.int64)
     values = finite_scores(scores)
     keep = ~np.isnan(values)
     labels, values = labels[keep], values[keep]
     if labels.size == 0 or np.unique(labels).size < 2:
         return None, None
-    return float(roc_auc_score(labels, values)), float(average_precision_score(labels, values))
+    return exact_aucs(labels, values)  # scikit-learn's roc_auc_score / average_precision_score, one sort
 
 
 def _fraction(flags: np.ndarray) -> float | None:
@@ -158,8 +160,25 @@ def threshold_metrics(table: pd.DataFrame, *, labelled: bool) -> dict[str, dict]
     return result
 
 
-def model_metrics(table: pd.DataFrame, *, labelled: bool) -> dict:
-    """Metrics of one model: kind, primary score, test counts and AUCs of every score column."""
+def model_curves(tables: Mapping[str, pd.DataFrame], *, labelled: bool) -> dict[str, DetectionCurves | None]:
+    """Each model's primary-score ROC / PR curves with bootstrap bands on the test split.
+
+    ``None`` for a model without labels or whose test split holds only one class.
+    """
+    curves: dict[str, DetectionCurves | None] = {}
+    for name, table in tables.items():
+        rows = evaluated_rows(table)
+        curves[name] = (detection_curves(rows["label"].to_numpy(), finite_scores(rows["anomaly_score"].to_numpy()))
+                        if labelled else None)
+    return curves
+
+
+def model_metrics(table: pd.DataFrame, *, labelled: bool, curve: DetectionCurves | None = None) -> dict:
+    """Metrics of one model: kind, primary score, test counts and AUCs of every score column.
+
+    ``roc_auc_std`` and ``pr_auc_std`` are the standard deviations of the primary score's AUCs over
+    bootstrap resamples of the test rows (``curve``, from :func:`model_curves`; null without it).
+    """
     rows = evaluated_rows(table)
     labels = rows["label"].to_numpy() if labelled else None
     per_score: dict[str, dict[str, float | None]] = {}
@@ -173,22 +192,31 @@ def model_metrics(table: pd.DataFrame, *, labelled: bool) -> dict:
         "n_test": int(len(rows)),
         "n_anomalous_test": int((labels == 1).sum()) if labelled else None,
         "roc_auc": roc,
+        "roc_auc_std": curve.roc_auc_std if curve is not None else None,
         "pr_auc": pr,
+        "pr_auc_std": curve.pr_auc_std if curve is not None else None,
         "scores": per_score,
         "thresholds": threshold_metrics(table, labelled=labelled),
     }
 
 
-def compute_metrics(tables: Mapping[str, pd.DataFrame], *, dataset: str, run_name: str) -> dict:
-    """The ``metrics.json`` payload: every model's AUCs on the test split (null without labels)."""
+def compute_metrics(tables: Mapping[str, pd.DataFrame], *, dataset: str, run_name: str,
+                    curves: Mapping[str, DetectionCurves | None] | None = None) -> dict:
+    """The ``metrics.json`` payload: every model's AUCs on the test split (null without labels).
+
+    ``curves`` (:func:`model_curves`) are computed here when not given.
+    """
     labelled = is_labelled(tables)
+    curves = model_curves(tables, labelled=labelled) if curves is None else curves
     return {
         "format_version": FORMAT_VERSIONS["metrics"],
         "dataset": dataset,
         "run_name": run_name,
         "evaluated_on": f"{EVALUATED_SPLIT} split",
         "labelled": labelled,
-        "models": (models := {name: model_metrics(table, labelled=labelled) for name, table in tables.items()}),
+        "auc_uncertainty": f"standard deviation over {N_RESAMPLES} seeded bootstrap resamples of the test rows",
+        "models": (models := {name: model_metrics(table, labelled=labelled, curve=curves.get(name))
+                              for name, table in tables.items()}),
         "variants": variant_metrics(models),
     }
 

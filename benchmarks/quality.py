@@ -1,0 +1,553 @@
+"""Measure anomaly-detection quality (ROC AUC) of every model variant on real labelled data.
+
+What it does
+------------
+For each dataset it runs the pipeline's stages exactly as the workflow does, by calling the
+stage functions of :mod:`spectral_anomaly.stages` (``run_ingest``, ``run_split``,
+``run_normalize``, ``run_train`` and ``run_score`` per model, ``run_baseline``) on a config from
+``benchmarks/quality_configs/`` validated with :func:`spectral_anomaly.config.validate_config`
+(which fills the defaults), writing into ``<out>/<dataset>/`` with the workflow's layout
+(``data/``, ``splits/``, ``normalization/``, ``models/<dataset>/``, ``scores/<dataset>/``).
+It then reads every score table with :func:`spectral_anomaly.score.read_scores` and computes, on
+the rows of the ``test`` split (as the report's ``metrics.json`` does), the ROC AUC and the average
+precision (PR AUC) of every score column of every model, and the difference of each ROC AUC to
+the best ROC AUC of the PCA baseline's scores (``pca_nll``, ``reconstruction_error``, ``chi2``,
+``max_abs_pull``). Picking PCA's best score on the test split favours PCA slightly. The ROC AUCs
+agree with those of the report's ``metrics.json`` for the columns it evaluates.
+
+Because the ROC AUC saturates at 1 on these data, every score also gets a margin: the robust z
+(``(score - median of the test normals) / (their IQR / 1.349)``) of the weakest anomaly, next to the
+largest z of a normal spectrum (separated when the first is larger), and the ROC AUC on a harder
+subset of the test split (``HARD_SUBSETS``: CMS run 297050 alone, with its 5 bad lumisections;
+gamma: only the sources at 223.6 and 316.2 cm).
+
+Datasets
+--------
+``cms_pixel``
+    ``../shared/data/cms_dqm_pixel_zerobias2017B/data_small_train.csv`` (real CMS DQM histograms,
+    one per lumisection, 100 bins); label ``y == 0``; trained on the good lumisections of run
+    297050 (``train_selection: run == 297050``, ``train_on: normal``).
+``gamma_nai_derived``
+    A DERIVED dataset written into ``<out>/gamma_nai_derived/derived/gamma_nai_derived.h5`` from
+    ``../shared/data/gamma_nai_baldr/measurements.h5`` (pandas keys ``spectra``, ``info`` and
+    ``sources`` read with h5py; the pickled key ``other_info`` is never read): ``--n-resamples``
+    seeded Poisson resamples of the background measurement (row 0, live time 611.7 s) scaled to
+    the median live time of the 22 source runs (about 60 s), labelled normal, plus the 22 measured
+    source runs, labelled anomalous. Training is restricted to resamples, so the test split holds
+    held-out resamples and every source run. The background measurement itself is left out.
+
+Each table also shows, for reference only, the scores of the raw total counts per spectrum
+(``total_counts``): the normalization divides them out, and the Poisson likelihood takes them as given.
+
+Training runs with one torch thread (``--threads``, as the workflow's train rule, ``threads: 1``):
+the thread count changes the floating-point summation order and so the training trajectory, and
+one thread also suffers least from other jobs on a shared machine. The JSON holds the wall time,
+the CPU time and the load average, since wall times on a busy machine say little.
+
+Run it
+------
+From the repository root::
+
+    .venv/bin/python benchmarks/quality.py --out /tmp/quality            # full run: 7 min CPU, one torch thread
+    .venv/bin/python benchmarks/quality.py --quick                       # smoke run, 12-45 s
+    .venv/bin/python benchmarks/quality.py --datasets cms_pixel --models ae_mlp vae_mlp_poisson
+
+It prints one markdown table per dataset and writes ``<out>/quality.json`` (``--json``) with every
+number, the effective configs, the command line, package version, git commit, machine and date.
+Exit status: 0 when it ran, 2 when a stage failed (the error is printed and recorded in the JSON;
+the other models and datasets still run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+CMS_CSV = DATA_ROOT / "cms_dqm_pixel_zerobias2017B" / "data_small_train.csv"
+GAMMA_H5 = DATA_ROOT / "gamma_nai_baldr" / "measurements.h5"
+CONFIG_DIR = Path(__file__).resolve().parent / "quality_configs"
+DATASETS = ("cms_pixel", "gamma_nai_derived")
+
+#: score columns evaluated, in table order (higher = more anomalous for every one of them)
+SCORE_COLUMNS = ("anomaly_score", "negative_elbo", "iw_nll", "reconstruction_nll", "kl", "latent_radius",
+                 "pca_nll", "reconstruction_error", "chi2", "max_abs_pull")
+PCA_SCORES = ("pca_nll", "reconstruction_error", "chi2", "max_abs_pull")
+#: a harder subset of each test split, evaluated on its own (pandas query over the score table)
+HARD_SUBSETS = {
+    "cms_pixel": ("run == 297050", "run 297050 only: its 5 bad lumisections vs its held-out good ones"),
+    "gamma_nai_derived": ("is_source == 0 or distance_cm > 200",
+                          "sources at 223.6 and 316.2 cm only (10 runs) vs the held-out resamples"),
+}
+#: --quick: training options and derived-data size for a smoke run
+QUICK_TRAINING = {"epochs": 8, "patience": 3}
+QUICK_RESAMPLES = 300
+
+log = logging.getLogger("quality")
+
+
+# ----------------------------------------------------------------------------------------- data
+
+
+def _pandas_block_columns(group) -> dict[str, np.ndarray]:
+    """Numeric columns of a fixed-format pandas group, read with h5py; pickled blocks are skipped unread."""
+    columns: dict[str, np.ndarray] = {}
+    for i in range(int(group.attrs.get("nblocks", 0))):
+        values = group[f"block{i}_values"]
+        if values.dtype.kind not in "biuf" or values.ndim != 2:  # object (pickled) blocks: never read
+            continue
+        names = [name.decode() if isinstance(name, bytes) else str(name) for name in group[f"block{i}_items"][()]]
+        array = values[()]
+        for j, name in enumerate(names):
+            columns[name] = array[:, j]
+    return columns
+
+
+def _source_names(handle) -> list[str]:
+    """Name of the source of each measurement (e.g. 'Cs137 @ 111.8cm') from the one-hot key ``sources``."""
+    group = handle["sources"]
+    one_hot = group["block0_values"][()]
+    codes = group["block0_items_label2"][()]
+    levels = [name.decode() for name in group["block0_items_level2"][()]]
+    return [levels[codes[column]] for column in one_hot.argmax(axis=1)]
+
+
+def write_gamma_derived(path: Path, *, n_resamples: int, seed: int) -> dict[str, Any]:
+    """Write the derived gamma dataset (Poisson resamples of the background plus the source runs).
+
+    Rows ``0 .. n_resamples - 1``: ``Poisson(background * t / T_background)`` with ``t`` the median
+    live time of the source runs; then the 22 source runs as measured. Returns a description.
+    """
+    import h5py
+
+    with h5py.File(GAMMA_H5, "r") as handle:
+        spectra = handle["spectra/block0_values"][()].astype(np.float64)
+        info = _pandas_block_columns(handle["info"])
+        names = _source_names(handle)
+    live_time = np.asarray(info["live_time"], dtype=np.float64)
+    distance = np.asarray(info["distance_cm"], dtype=np.float64)
+    background_rows = [i for i, name in enumerate(names) if name == "Background"]
+    if background_rows != [0]:
+        raise RuntimeError(f"{GAMMA_H5}: expected row 0 to be the only background measurement, found {background_rows}")
+    sources = np.arange(1, len(spectra))
+    target_live_time = float(np.median(live_time[sources]))
+    scale = target_live_time / live_time[0]
+    rng = np.random.default_rng(seed)
+    resamples = rng.poisson(spectra[0] * scale, size=(n_resamples, spectra.shape[1]))
+
+    X = np.concatenate([resamples, spectra[sources]]).astype(np.float32)
+    names_all = ["Background (resample)"] * n_resamples + [names[i] for i in sources]
+    metadata = {
+        "is_source": np.r_[np.zeros(n_resamples, np.int8), np.ones(len(sources), np.int8)],
+        "is_resample": np.r_[np.ones(n_resamples, np.int8), np.zeros(len(sources), np.int8)],
+        "live_time": np.r_[np.full(n_resamples, target_live_time), live_time[sources]],
+        "measurement_row": np.r_[np.zeros(n_resamples, np.int64), sources],
+        "resample_index": np.r_[np.arange(n_resamples), np.full(len(sources), -1)].astype(np.int64),
+        "distance_cm": np.r_[np.zeros(n_resamples), distance[sources]],
+        "isotope": np.array([name.split(" @ ")[0] for name in names_all], dtype=object),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.h5")
+    with h5py.File(tmp, "w") as out:
+        out.create_dataset("spectra", data=X)  # contiguous, uncompressed
+        group = out.create_group("metadata")
+        for column, values in metadata.items():
+            if values.dtype == object:
+                group.create_dataset(column, data=values.astype(str).astype("S"))
+            else:
+                group.create_dataset(column, data=values)
+        out.attrs["description"] = (
+            f"DERIVED from {GAMMA_H5.name}: {n_resamples} Poisson resamples (seed {seed}) of the background "
+            f"measurement (row 0, live time {live_time[0]:.2f} s) scaled to {target_live_time:.2f} s, "
+            f"then the {len(sources)} measured source runs")
+    os.replace(tmp, path)
+    return {
+        "derived": True, "path": str(path), "source_file": str(GAMMA_H5), "n_resamples": n_resamples, "seed": seed,
+        "background_live_time_s": float(live_time[0]), "background_total_counts": float(spectra[0].sum()),
+        "target_live_time_s": target_live_time, "scale": scale,
+        "resample_mean_total_counts": float(resamples.sum(axis=1).mean()),
+        "n_source_runs": int(len(sources)),
+        "source_total_counts": {"min": float(spectra[sources].sum(1).min()), "max": float(spectra[sources].sum(1).max())},
+        "source_live_time_s": {"min": float(live_time[sources].min()), "max": float(live_time[sources].max())},
+    }
+
+
+# --------------------------------------------------------------------------------------- config
+
+
+def load_quality_config(dataset: str, *, data_path: Path, quick: bool, device: str | None,
+                        models: list[str] | None, results_dir: Path) -> dict[str, Any]:
+    """The dataset's benchmark config with its data path set, validated with defaults filled."""
+    from spectral_anomaly.config import validate_config
+
+    source = CONFIG_DIR / f"{dataset}.yaml"
+    config = yaml.safe_load(source.read_text())
+    config["datasets"][dataset]["path"] = str(data_path)
+    config["results_dir"] = str(results_dir)
+    if quick:
+        config["training"].update(QUICK_TRAINING)
+    if device is not None:
+        config["training"]["device"] = device
+    if models:
+        unknown = sorted(set(models) - set(config["models"]))
+        if unknown:
+            raise SystemExit(f"{source}: no model(s) {unknown}; configured: {', '.join(config['models'])}")
+        config["models"] = {name: spec for name, spec in config["models"].items() if name in models}
+    return validate_config(config, source=source)
+
+
+# -------------------------------------------------------------------------------------- metrics
+
+
+def roc_auc_with_error(labels: np.ndarray, scores: np.ndarray) -> dict[str, float | None]:
+    """ROC AUC, its Hanley-McNeil standard error and the average precision; NaN scores left out."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    values = np.asarray(scores, dtype=np.float64)
+    limit = np.finfo(np.float64).max
+    values = np.nan_to_num(values, nan=np.nan, posinf=limit, neginf=-limit)
+    keep = ~np.isnan(values)
+    labels, values = np.asarray(labels)[keep].astype(np.int64), values[keep]
+    n_pos, n_neg = int((labels == 1).sum()), int((labels == 0).sum())
+    if n_pos == 0 or n_neg == 0:
+        return {"roc_auc": None, "roc_auc_se": None, "pr_auc": None, "n_nan": int((~keep).sum())}
+    auc = float(roc_auc_score(labels, values))
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    se = math.sqrt(max(0.0, (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (n_pos * n_neg)))
+    return {"roc_auc": auc, "roc_auc_se": se, "pr_auc": float(average_precision_score(labels, values)),
+            "n_nan": int((~keep).sum())}
+
+
+def separation(labels: np.ndarray, scores: np.ndarray) -> dict[str, float | None]:
+    """Robust z-scores against the normal spectra: ``z = (score - median of normals) / (normals' IQR / 1.349)``.
+
+    ``weakest_anomaly_z`` is the z of the least anomalous anomaly, ``normal_max_z`` the largest z of a
+    normal spectrum. A margin that keeps telling models apart when the ROC AUC is 1: the classes are
+    separated when ``weakest_anomaly_z > normal_max_z``, and the further, the larger the margin.
+    """
+    values = np.asarray(scores, dtype=np.float64)
+    normal, anomalous = values[labels == 0], values[labels == 1]
+    normal, anomalous = normal[np.isfinite(normal)], anomalous[np.isfinite(anomalous)]
+    if len(normal) < 2 or len(anomalous) == 0:
+        return {"weakest_anomaly_z": None, "normal_max_z": None}
+    q25, q50, q75 = np.percentile(normal, [25, 50, 75])
+    width = (q75 - q25) / 1.349
+    if width <= 0:
+        return {"weakest_anomaly_z": None, "normal_max_z": None}
+    return {"weakest_anomaly_z": float((anomalous.min() - q50) / width), "normal_max_z": float((normal.max() - q50) / width)}
+
+
+def evaluate_table(path: Path, *, subset: str | None = None) -> dict[str, Any]:
+    """AUCs of every score column of one score table on its test split (and on a query subset of it)."""
+    from spectral_anomaly.score import read_scores
+
+    table = read_scores(path)
+    test = table[table["split"].astype(str) == "test"]
+    labels = test["label"].to_numpy()
+    hard = test.query(subset) if subset else None
+    scores = {}
+    for column in SCORE_COLUMNS:
+        if column in test.columns and (column == "anomaly_score" or column != table.attrs["primary_score"]):
+            scores[column] = roc_auc_with_error(labels, test[column].to_numpy())
+            scores[column].update(separation(labels, test[column].to_numpy()))
+            if hard is not None:
+                scores[column]["subset_roc_auc"] = roc_auc_with_error(hard["label"].to_numpy(),
+                                                                      hard[column].to_numpy())["roc_auc"]
+    return {"model_kind": table.attrs["model_kind"], "primary_score": table.attrs["primary_score"],
+            "n_test": int(len(test)), "n_test_anomalous": int((labels == 1).sum()), "scores": scores,
+            "subset": None if hard is None else {"query": subset, "n": int(len(hard)),
+                                                 "n_anomalous": int(hard["label"].sum())},
+            "test_rows": test}
+
+
+# ----------------------------------------------------------------------------------------- runs
+
+
+def model_names(config: dict[str, Any]) -> list[str]:
+    """The trained models of the config: one per model, or one per (model, seed) where the package
+    trains several seeds (``spectral_anomaly.config.model_instances``)."""
+    try:
+        from spectral_anomaly.config import model_instances
+    except ImportError:
+        return list(config["models"])
+    return list(model_instances(config))
+
+
+def run_dataset(dataset: str, config: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Run every stage for one dataset and evaluate every score table. Failures are recorded, not raised."""
+    from spectral_anomaly import stages
+    from spectral_anomaly.config import model_config
+    from spectral_anomaly.data import read_canonical
+
+    data = out / "data" / f"{dataset}.h5"
+    split = out / "splits" / f"{dataset}.json"
+    normalization = out / "normalization" / f"{dataset}.json"
+    models_dir, scores_dir = out / "models" / dataset, out / "scores" / dataset
+    for folder in (data.parent, split.parent, normalization.parent, models_dir, scores_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"config": copy.deepcopy(config), "models": {}, "errors": {}, "seconds": {}}
+
+    def timed(name: str, function, *args, **kwargs) -> bool:
+        started = time.perf_counter()
+        try:
+            function(*args, **kwargs)
+            return True
+        except Exception as error:  # noqa: BLE001 - record and continue with the other models
+            result["errors"][name] = f"{type(error).__name__}: {error}"
+            result["errors"][name + ".traceback"] = traceback.format_exc()
+            print(f"  FAILED {name}: {type(error).__name__}: {error}", file=sys.stderr)
+            return False
+        finally:
+            result["seconds"][name] = round(time.perf_counter() - started, 3)
+
+    path = config["datasets"][dataset]["path"]
+    if not (timed("ingest", stages.run_ingest, config, dataset, input_paths=[path], output=data)
+            and timed("split", stages.run_split, config, dataset, data_path=data, output=split)
+            and timed("normalize", stages.run_normalize, config, dataset, data_path=data, split_path=split,
+                      output=normalization)):
+        return result
+    split_sizes = {k: len(v) for k, v in json.loads(split.read_text()).items() if k in ("train", "validation", "test")}
+    result["split"] = split_sizes
+    print(f"  split: {split_sizes}", file=sys.stderr)
+
+    tables: dict[str, Path] = {}
+    if timed("pca", stages.run_baseline, config, dataset, data_path=data, split_path=split,
+             normalization_path=normalization, model_path=models_dir / "pca.npz",
+             scores_path=scores_dir / "pca.parquet", examples_path=scores_dir / "pca.examples.npz"):
+        tables["pca"] = scores_dir / "pca.parquet"
+    for model in model_names(config):
+        print(f"  {model}: training ...", file=sys.stderr, flush=True)
+        trained = timed(f"{model}.train", stages.run_train, config, dataset, model, data_path=data, split_path=split,
+                        normalization_path=normalization, model_path=models_dir / f"{model}.pt",
+                        history_path=models_dir / f"{model}.history.csv",
+                        summary_path=models_dir / f"{model}.summary.json")
+        if trained and timed(f"{model}.score", stages.run_score, config, dataset, model, data_path=data,
+                             split_path=split, model_path=models_dir / f"{model}.pt",
+                             scores_path=scores_dir / f"{model}.parquet",
+                             examples_path=scores_dir / f"{model}.examples.npz"):
+            tables[model] = scores_dir / f"{model}.parquet"
+            summary = json.loads((models_dir / f"{model}.summary.json").read_text())
+            result["models"][model] = {"training": summary}
+            print(f"  {model}: {summary['epochs_trained']} epochs (best {summary['best_epoch']}), "
+                  f"{result['seconds'][f'{model}.train']:.1f} s", file=sys.stderr)
+
+    test_rows = None
+    for model, table_path in tables.items():
+        try:
+            evaluation = evaluate_table(table_path, subset=HARD_SUBSETS.get(dataset, (None,))[0])
+        except Exception as error:  # noqa: BLE001
+            result["errors"][f"{model}.evaluate"] = f"{type(error).__name__}: {error}"
+            continue
+        test_rows = evaluation.pop("test_rows")
+        entry = result["models"].setdefault(model, {})
+        entry.update(evaluation)
+        entry["spec"] = {"kind": "pca"} if model == "pca" else dict(model_config(config, model))
+    if test_rows is not None:  # reference: the raw totals, which every normalization divides out
+        spectra = read_canonical(data)
+        totals = spectra.X.astype(np.float64).sum(axis=1)[test_rows["spectrum_id"].to_numpy()]
+        labels = test_rows["label"].to_numpy()
+        reference = {**roc_auc_with_error(labels, totals), **separation(labels, totals)}
+        subset = HARD_SUBSETS.get(dataset)
+        if subset:
+            hard = test_rows.eval(subset[0]).to_numpy()
+            reference["subset_roc_auc"] = roc_auc_with_error(labels[hard], totals[hard])["roc_auc"]
+        result["reference"] = {"total_counts": reference}
+    pca_scores = result["models"].get("pca", {}).get("scores", {})
+    candidates = {name: s["roc_auc"] for name, s in pca_scores.items()
+                  if name in PCA_SCORES and s["roc_auc"] is not None}
+    if candidates:
+        best = max(candidates, key=candidates.get)
+        result["pca_best"] = {"score": best, "roc_auc": candidates[best]}
+    return result
+
+
+# -------------------------------------------------------------------------------------- output
+
+
+def _fmt(value: float | None, digits: int = 3, signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _describe(spec: dict[str, Any]) -> str:
+    if spec.get("kind") == "pca":
+        return "PCA"
+    text = f"{'AE' if spec['kind'] == 'autoencoder' else 'VAE'} {spec['architecture']}"
+    if spec["kind"] == "vae":
+        text += f" {spec['likelihood']}"
+        if spec.get("beta_warmup_epochs"):
+            text += f", KL warm-up {spec['beta_warmup_epochs']}"
+    return text
+
+
+def markdown_tables(dataset: str, result: dict[str, Any]) -> str:
+    """The dataset's results as markdown: one row per (model, score) and a training summary."""
+    lines: list[str] = []
+    best = result.get("pca_best")
+    subset = HARD_SUBSETS.get(dataset)
+    if best:
+        lines.append(f"Test split: {result.get('n_test', '?')} spectra, {result.get('n_test_anomalous', '?')} anomalous. "
+                     f"PCA best: `{best['score']}`, ROC AUC {best['roc_auc']:.3f}. "
+                     "± is the Hanley-McNeil standard error of the ROC AUC. z: robust z-score against the test "
+                     "normals (median, IQR/1.349) of the weakest anomaly / of the most extreme normal spectrum"
+                     + (f"; subset: {subset[1]}." if subset else "."))
+        lines.append("")
+    lines.append("| model | score | ROC AUC | ± | Δ vs PCA best | PR AUC | z weakest anomaly / max normal | ROC AUC subset |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+
+    def row(model: str, label: str, values: dict[str, Any]) -> str:
+        delta = None if best is None or values["roc_auc"] is None else values["roc_auc"] - best["roc_auc"]
+        z = f"{_fmt(values.get('weakest_anomaly_z'), 1)} / {_fmt(values.get('normal_max_z'), 1)}"
+        return (f"| {model} | {label} | {_fmt(values['roc_auc'])} | {_fmt(values['roc_auc_se'])} | "
+                f"{_fmt(delta, signed=True)} | {_fmt(values['pr_auc'])} | {z} | {_fmt(values.get('subset_roc_auc'))} |")
+
+    for model in ["pca", *[m for m in result["models"] if m != "pca"]]:
+        entry = result["models"].get(model)
+        if not entry or "scores" not in entry:
+            continue
+        for column, values in entry["scores"].items():
+            label = f"**anomaly_score** (= {entry['primary_score']})" if column == "anomaly_score" else column
+            lines.append(row(model, label, values))
+    for name, values in result.get("reference", {}).items():
+        lines.append(row("(reference)", f"{name} (raw, not normalized)", values))
+    lines.append("")
+    lines.append("| model | variant | epochs trained | best epoch | best validation loss | train s |")
+    lines.append("|---|---|---|---|---|---|")
+    for model, entry in result["models"].items():
+        training = entry.get("training")
+        if training:
+            lines.append(f"| {model} | {_describe(entry['spec'])} | {training['epochs_trained']} | {training['best_epoch']} | "
+                         f"{training['best_validation_loss']:.4g} | {training['training_seconds']:.1f} |")
+    if result["errors"]:
+        lines.append("")
+        for name, message in result["errors"].items():
+            if not name.endswith(".traceback"):
+                lines.append(f"- FAILED {name}: {message}")
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, Any]:
+    import h5py
+    import sklearn
+    import torch
+
+    import spectral_anomaly
+
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    return {
+        "spectral_anomaly_version": spectral_anomaly.__version__,
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "python": platform.python_version(), "platform": platform.platform(), "processor": platform.processor(),
+        "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(), "numpy": np.__version__, "sklearn": sklearn.__version__,
+        "h5py": h5py.__version__,
+    }
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: a new temporary folder); one subfolder per dataset")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run: training {QUICK_TRAINING}, {QUICK_RESAMPLES} gamma resamples")
+    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    parser.add_argument("--models", nargs="+", default=None, help="only these model names of the configs (PCA always runs)")
+    parser.add_argument("--n-resamples", type=int, default=None,
+                        help="Poisson resamples of the gamma background (default 2000; 300 with --quick)")
+    parser.add_argument("--resample-seed", type=int, default=0, help="seed of the gamma resamples")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                        help="override training.device of the configs (they say cpu)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1, as the workflow's train rule, threads: 1)")
+    parser.add_argument("--json", type=Path, default=None, help="JSON output (default <out>/quality.json)")
+    parser.add_argument("--verbose", action="store_true", help="log every stage and epoch")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not args.verbose:  # the flag cuts need >= 1/rate validation spectra; irrelevant to the AUCs measured here
+        logging.getLogger("spectral_anomaly.thresholds").setLevel(logging.ERROR)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = args.out or Path(tempfile.mkdtemp(prefix="spectral_anomaly_quality_"))
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = args.json or out / "quality.json"
+    n_resamples = args.n_resamples or (QUICK_RESAMPLES if args.quick else 2000)
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    report: dict[str, Any] = {
+        "command": [sys.executable, *sys.argv] if argv is None else ["quality.py", *argv],
+        "date": started_at.isoformat(timespec="seconds"), "mode": "quick" if args.quick else "full",
+        "out": str(out), "environment": environment(), "load_average_start": list(os.getloadavg()), "datasets": {},
+    }
+    print(f"output folder: {out}", file=sys.stderr)
+    markdown: list[str] = []
+    failed = False
+    for dataset in args.datasets:
+        print(f"{dataset}:", file=sys.stderr, flush=True)
+        dataset_out = out / dataset
+        derived = None
+        if dataset == "cms_pixel":
+            data_path = CMS_CSV
+        else:
+            data_path = dataset_out / "derived" / "gamma_nai_derived.h5"
+            derived = write_gamma_derived(data_path, n_resamples=n_resamples, seed=args.resample_seed)
+        dataset_started = time.perf_counter()
+        config = load_quality_config(dataset, data_path=data_path, quick=args.quick, device=args.device,
+                                     models=args.models, results_dir=dataset_out)
+        result = run_dataset(dataset, config, dataset_out)
+        result["seconds"]["total"] = round(time.perf_counter() - dataset_started, 3)
+        if derived is not None:
+            result["derived_dataset"] = derived
+        some = next((e for e in result["models"].values() if "n_test" in e), None)
+        if some:
+            result["n_test"], result["n_test_anomalous"] = some["n_test"], some["n_test_anomalous"]
+        failed |= bool(result["errors"])
+        report["datasets"][dataset] = result
+        title = f"### {dataset}" + (" (DERIVED: Poisson resamples of the background + measured source runs)"
+                                    if derived else "")
+        markdown.append(f"{title}\n\n{markdown_tables(dataset, result)}\n")
+        print(f"  {dataset} done in {result['seconds']['total']:.1f} s", file=sys.stderr)
+    report["runtime_s"] = round(time.perf_counter() - started, 1)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    report["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 1)
+    report["load_average_end"] = list(os.getloadavg())
+    report["markdown"] = "\n".join(markdown)
+    json_path.write_text(json.dumps(report, indent=2, default=str))
+    print("\n".join(markdown))
+    print(f"runtime {report['runtime_s']:.1f} s wall, {report['cpu_s']:.1f} s CPU (load average at start "
+          f"{report['load_average_start'][0]:.1f}, at end {report['load_average_end'][0]:.1f}); JSON: {json_path}")
+    return 2 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
