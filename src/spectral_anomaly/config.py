@@ -38,8 +38,8 @@ def validate_config(config: dict[str, Any], *, source: str | os.PathLike[str] = 
     return config
 
 
-def load_run_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load and validate a YAML run config, with a clear error if it is missing or invalid."""
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML config file as it is, with a clear error if it is missing or not a mapping."""
     try:
         with open(path) as stream:
             config = yaml.safe_load(stream)
@@ -49,7 +49,12 @@ def load_run_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys, got {type(config).__name__}")
-    return validate_config(config, source=path)
+    return config
+
+
+def load_run_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and validate a YAML run config, with a clear error if it is missing or invalid."""
+    return validate_config(read_config_file(path), source=path)
 
 
 def _section_entry(config: dict[str, Any], section: str, name: str) -> dict[str, Any]:

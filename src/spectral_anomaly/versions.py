@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .config import read_config_file
 from .exceptions import (
     ConfigError,
     InputFileError,
@@ -108,20 +109,6 @@ def _mtime_iso(path: Path) -> str:
     return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
 
 
-def _read_config_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        config = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: config file not found; is this a result version?") from None
-    except yaml.YAMLError as error:
-        raise InputFileError(f"{path}: not valid YAML ({error})") from None
-    if not isinstance(config, dict):
-        raise InputFileError(f"{path}: expected a mapping of config keys")
-    return config
-
-
 def headline_metrics(metrics: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     """model -> ROC AUC and PR AUC of its primary score on the test split, from a metrics payload."""
     return {model: {"roc_auc": entry.get("roc_auc"), "pr_auc": entry.get("pr_auc")}
@@ -152,7 +139,7 @@ def load_version(path: PathLike, *, strict: bool = True) -> ResultVersion:
     else:
         config_file = folder / "config.yaml"
         try:
-            config = _read_config_yaml(config_file)
+            config = read_config_file(config_file)
         except SpectralAnomalyError as error:
             if strict:
                 raise
