@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from spectral_anomaly.exceptions import ConfigError, InputFileError
-from spectral_anomaly.formats import FORMAT_VERSIONS
+from spectral_anomaly.formats import FORMAT_VERSIONS, write_versioned_csv
 from spectral_anomaly.report import FIGURE_NAMES, build_report
 from spectral_anomaly.report.curves import roc_figure
 from spectral_anomaly.report.figures import (
@@ -93,8 +93,8 @@ def make_history(path, *, epochs=30, best=22):
     for value in validation:
         flags.append(bool(value < running))
         running = min(running, value)
-    pd.DataFrame({"epoch": epoch, "train_loss": train, "validation_loss": validation,
-                  "seconds": 0.5, "best": flags}).to_csv(path, index=False)
+    write_versioned_csv(pd.DataFrame({"epoch": epoch, "train_loss": train, "validation_loss": validation,
+                                      "seconds": 0.5, "best": flags}), path, kind="history")
 
 
 def make_inputs(root, *, labelled=True, n=400, seed=1, latent_dims=None):
@@ -288,7 +288,7 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path):
     with pytest.raises(ConfigError, match="expected exactly roc, precision_recall, score_distributions"):
         run_report(tmp_path, inputs, figure_paths={"roc": tmp_path / "roc.png"})
     broken = tmp_path / "in" / "broken.history.csv"
-    broken.write_text("epoch,loss\n1,2.0\n")
+    broken.write_text("# format_version: 1\nepoch,loss\n1,2.0\n")
     with pytest.raises(InputFileError, match="lacks column"):
         run_report(tmp_path, {**inputs, "histories": {"vae": broken}})
     assert not (tmp_path / "out").exists()

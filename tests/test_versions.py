@@ -170,6 +170,29 @@ def _write_manifest(path: Path) -> None:
     write_json(path, build_manifest({"run_name": "r"}, result_dir=path.parent, input_checksums={}))
 
 
+def _write_history(path: Path) -> None:
+    from spectral_anomaly.formats import write_versioned_csv
+
+    write_versioned_csv(pd.DataFrame({"epoch": [1, 2], "train_loss": [2.0, 1.0], "validation_loss": [2.5, 1.5]}),
+                        path, kind="history")
+
+
+def _read_history(path: Path) -> None:
+    from spectral_anomaly.report.metrics import read_histories
+
+    read_histories({"ae": path})
+
+
+def _write_training_summary(path: Path) -> None:
+    write_json(path, {"format_version": FORMAT_VERSIONS["training_summary"], "device": "cpu (2 threads)"})
+
+
+def _read_training_summary(path: Path) -> None:
+    from spectral_anomaly.formats import read_versioned_json
+
+    read_versioned_json(path, kind="training_summary", step="train")
+
+
 #: kind of file -> file name, writer (the package's own) and every reader of that kind
 READERS = {
     "canonical_store": ("d.h5", _write_canonical, [_read_canonical]),
@@ -181,6 +204,8 @@ READERS = {
     "examples": ("ae.examples.npz", _write_examples, [_read_examples]),
     "metrics": ("d.metrics.json", _write_metrics, [read_metrics]),
     "manifest": ("manifest.json", _write_manifest, [read_manifest]),
+    "history": ("ae.history.csv", _write_history, [_read_history]),
+    "training_summary": ("ae.summary.json", _write_training_summary, [_read_training_summary]),
 }
 CASES = [pytest.param(kind, reader, id=f"{kind}-{reader.__name__.lstrip('_')}")
          for kind, (_, _, readers) in READERS.items() for reader in readers]

@@ -23,6 +23,8 @@ FORMAT_VERSIONS: dict[str, int] = {
     "examples": 1,
     "metrics": 1,
     "manifest": 1,
+    "history": 1,
+    "training_summary": 1,
 }
 
 
@@ -58,3 +60,29 @@ def read_versioned_json(path: str | os.PathLike[str], *, kind: str, step: str) -
         raise InputFileError(f"{path}: not a {what} file (expected a JSON object); delete it and rerun the workflow")
     check_format_version(payload.get("format_version"), kind=kind, path=path)
     return payload
+
+
+def write_versioned_csv(frame: Any, path: str | os.PathLike[str], *, kind: str) -> None:
+    """Write a table as CSV whose first line is the comment ``# format_version: N``, atomically."""
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w") as stream:
+        stream.write(f"# format_version: {FORMAT_VERSIONS[kind]}\n")
+        frame.to_csv(stream, index=False)
+
+
+def read_versioned_csv(path: str | os.PathLike[str], *, kind: str, step: str) -> Any:
+    """Read a CSV written by :func:`write_versioned_csv`, refusing a missing, corrupt or newer one."""
+    import pandas as pd
+
+    what = kind.replace("_", " ")
+    try:
+        with open(path) as stream:
+            first = stream.readline()
+            found = first.split(":", 1)[1].strip() if first.startswith("# format_version:") else None
+            check_format_version(found, kind=kind, path=path)
+            return pd.read_csv(stream)
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: {what} file not found; run the workflow's {step} step") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputFileError(f"{path}: corrupt {what} file ({error}); delete it and rerun the workflow") from None

@@ -25,6 +25,8 @@ FILE_KINDS = (
     ("scores", ".parquet", "scores"),
     ("scores", ".npz", "examples"),
     ("reports", ".metrics.json", "metrics"),
+    ("models", ".history.csv", "history"),
+    ("models", ".summary.json", "training_summary"),
 )
 
 
@@ -40,6 +42,8 @@ def stored_format_version(path: Path, kind: str) -> int | None:
 
             with h5py.File(path, "r") as handle:
                 return int(handle.attrs["format_version"])
+        if path.suffix == ".csv":
+            return int(path.read_text().split("\n", 1)[0].split(":", 1)[1])
         if path.suffix == ".json":
             return int(json.loads(path.read_text())["format_version"])
         if kind == "scores":

@@ -19,6 +19,7 @@ import numpy as np
 from .atomic import atomic_path, write_json
 from .config import dataset_config, model_config, model_instances, split_instance
 from .data import evaluate_metadata_expression, read_canonical
+from .formats import FORMAT_VERSIONS, read_versioned_json, write_versioned_csv
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
@@ -124,9 +125,9 @@ def run_train(
     save_checkpoint(model_path, result=result, hyperparameters=hyperparameters, normalizer=normalizer,
                     training=dict(training), dataset=dataset, model_name=model, device=device,
                     device_name=describe_device(device))
-    with atomic_path(history_path) as tmp:
-        result.history.to_csv(tmp, index=False)
+    write_versioned_csv(result.history, history_path, kind="history")
     write_json(summary_path, {
+        "format_version": FORMAT_VERSIONS["training_summary"],
         "dataset": dataset, "model": model, "kind": spec["kind"], "device": describe_device(device),
         "epochs_trained": int(len(result.history)), "best_epoch": result.best_epoch,
         "best_validation_loss": result.best_validation_loss, "training_seconds": round(seconds, 3),
@@ -221,7 +222,8 @@ def run_report(
     root = Path(result_dir)
     models = model_instances(config)
     spectra = read_canonical(root / "data" / f"{dataset}.h5", load_X=False)
-    devices = {m: read_json(root / "models" / dataset / f"{m}.summary.json")["device"] for m in models}
+    devices = {m: read_versioned_json(root / "models" / dataset / f"{m}.summary.json", kind="training_summary",
+                                      step="train")["device"] for m in models}
     data_summary = {"n_spectra": spectra.n_spectra, "n_bins": spectra.n_bins, "sources": list(spectra.source_sha256),
                     "n_dropped_nonfinite": spectra.n_dropped_nonfinite, "devices": devices}
     entry = dataset_config(config, dataset)  # unit of the bin edges where known: bin_unit, else keV for the demo data

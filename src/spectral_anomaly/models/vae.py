@@ -24,7 +24,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .likelihoods import Likelihood, decoder_channels, gaussian_log_likelihood, poisson_log_likelihood
+from .likelihoods import (
+    Likelihood,
+    decoder_channels,
+    gaussian_log_likelihood,
+    poisson_log_likelihood,
+)
 from .networks import build_decoder, build_encoder
 from .normalization import NormalizationLayer
 

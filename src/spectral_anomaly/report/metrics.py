@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import InputFileError, ObjectNotFoundError, closest_first
-from ..formats import FORMAT_VERSIONS
+from ..formats import FORMAT_VERSIONS, read_versioned_csv
 from ..thresholds import rate_label, threshold_entries
 from .bootstrap import N_RESAMPLES, DetectionCurves, detection_curves, exact_aucs
 
@@ -65,12 +65,7 @@ def read_histories(histories: Mapping[str, str | os.PathLike[str]]) -> dict[str,
     """Read each deep model's per-epoch training history (CSV)."""
     result: dict[str, pd.DataFrame] = {}
     for name, path in histories.items():
-        if not os.path.exists(path):
-            raise InputFileError(f"{path}: training history of model {name!r} not found; run the workflow's train step")
-        try:
-            history = pd.read_csv(path)
-        except Exception as error:  # pandas raises several types for a malformed CSV
-            raise InputFileError(f"{path}: not a readable training history ({error}); rerun the train step") from None
+        history = read_versioned_csv(path, kind="history", step="train")
         missing = [column for column in HISTORY_COLUMNS if column not in history.columns]
         if missing:
             raise InputFileError(
