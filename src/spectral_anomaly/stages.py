@@ -7,7 +7,6 @@ Heavy libraries (torch, scikit-learn, matplotlib) are imported only inside the s
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -263,7 +262,3 @@ def run_manifest(
 
         write_text(front_page, report_front_page(manifest, result_dir=result_dir))
     write_json(output, manifest)
-
-
-def read_json(path: PathLike) -> Any:
-    return json.loads(Path(path).read_text())
