@@ -11,8 +11,9 @@ What it measures
    as the reference throughput.
 3. Runs ``spectral_anomaly.ingest.ingest_to_store`` in a separate child process, so that its
    peak resident memory is measured alone, writing the canonical store into the workdir
-   (``--repeat`` runs it several times and keeps the fastest; once by default). The child reports the wall time of the ``ingest_to_store`` call itself and its own peak RSS
-   (``ru_maxrss`` of ``RUSAGE_SELF``); the parent adds the child's total wall time, imports
+   (``--repeat`` runs it several times, interleaved with fresh-process reference reads, and keeps
+   the fastest of each; 5 times by default). The child reports the wall time of the
+   ``ingest_to_store`` call itself and its own peak RSS (``ru_maxrss`` of ``RUSAGE_SELF``); the parent adds the child's total wall time, imports
    included. The store is then checked (shape, first and last rows equal to the input).
    For context only (no target): the time of a sha256 of the input, which the ingest computes
    to record the input's checksum, so it bounds how fast any ingest can be.
@@ -25,8 +26,8 @@ measures h5py, not the disk; before measuring, ``os.sync()`` writes out what gen
 left in the page cache. On a virtual machine that hands idle memory back to the host (virtio
 balloon free page reporting, as on the development VMs), touching memory that has been free for a
 while costs 1.5-3 s per GB, memory freed a moment ago almost nothing: an ingest that needs many GB
-is much slower on its first run than on an immediate repeat. The default single run is what one
-workflow job sees; ``--repeat 3`` shows the warm-memory time as well.
+is much slower on its first run than on an immediate repeat; ``--repeat 1`` shows the single
+run that one workflow job sees.
 
 Run it
 ------
@@ -35,7 +36,7 @@ From the repository root::
     .venv/bin/python benchmarks/ingest_benchmark.py                       # 1,000,000 x 500 (2 GB)
     .venv/bin/python benchmarks/ingest_benchmark.py --n-spectra 50000     # quick check (100 MB)
     .venv/bin/python benchmarks/ingest_benchmark.py --workdir /scratch/bench --keep   # reuse the input next time
-    .venv/bin/python benchmarks/ingest_benchmark.py --repeat 3           # also the warm-memory time
+    .venv/bin/python benchmarks/ingest_benchmark.py --repeat 1           # one run, as one workflow job
     .venv/bin/python benchmarks/ingest_benchmark.py --pass-checksum      # ingest without hashing the input
     .venv/bin/python benchmarks/ingest_benchmark.py --check              # exit 1 on a missed target
 

@@ -141,3 +141,29 @@ def test_a_label_can_be_a_0_1_column_or_an_expression(tmp_path, counts):
         np.testing.assert_array_equal(read_canonical(tmp_path / "s.h5").labels, np.arange(len(counts)) % 10 == 0)
     with pytest.raises(ConfigError, match="true/false"):
         ingest_to_store("d", {**dataset, "anomaly_label": "run"}, paths=[tmp_path / "raw.h5"], output=tmp_path / "s.h5")
+
+
+@pytest.mark.parametrize(
+    ("value", "require_counts", "expected"),
+    [
+        (-0.0, True, (False, False)),  # negative zero is a count of zero
+        (np.finfo(np.float32).max, True, (False, False)),
+        (np.finfo(np.float32).tiny / 2, True, (False, False)),  # subnormal
+        (-1e-30, True, (False, True)),
+        (-1e-30, False, (False, False)),
+        (np.inf, False, (True, False)),
+        (-np.inf, True, (True, True)),
+        (np.nan, True, (True, False)),
+    ],
+)
+def test_the_block_check_finds_exactly_the_bad_values(value, require_counts, expected):
+    from spectral_anomaly.ingest import _bad_rows
+
+    block = np.ones((5, 7), dtype=np.float32)
+    block[3, 2] = value
+    nonfinite, negative = _bad_rows(block, require_counts=require_counts)
+    assert (nonfinite is not None, negative is not None) == expected
+    if nonfinite is not None:
+        assert np.flatnonzero(nonfinite).tolist() == [3]
+    if negative is not None:
+        assert negative == 3

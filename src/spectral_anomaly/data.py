@@ -165,7 +165,8 @@ def check_linked_sources(handle: Any, *, path: str | os.PathLike[str]) -> None:
 
 def _is_range(values: np.ndarray) -> bool:
     """Whether integer ``values`` are exactly 0, 1, ..., n - 1 (stored as a length, not as data)."""
-    return values[0] == 0 and values[-1] == len(values) - 1 and bool(np.all(np.diff(values) == 1))
+    # n strictly increasing integers from 0 to n - 1 can only be 0, 1, ..., n - 1
+    return values[0] == 0 and values[-1] == len(values) - 1 and bool(np.all(values[1:] > values[:-1]))
 
 
 def _read_column(stored: Any) -> np.ndarray:

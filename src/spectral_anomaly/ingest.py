@@ -1,8 +1,8 @@
 """Ingestion: stream raw files into the canonical store, checking every spectrum on the way.
 
-One pass over the input, block by block: while a worker thread checks one block of rows (NaN
-and infinities; negative values where the normalization needs counts), the next is read, so
-memory stays at two blocks however large the input. Several files (a glob) are concatenated in
+One pass over the input, block by block: each block of rows is read and checked (NaN and
+infinities; negative values where the normalization needs counts) while it is still in the CPU
+cache, so memory stays at one block however large the input. Several files (a glob) are concatenated in
 name order and must share their binning. The store is written to a temporary file and renamed
 only when complete, so a failed ingestion leaves nothing behind.
 
@@ -20,8 +20,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import h5py
@@ -37,12 +36,13 @@ from .data import (
 )
 from .exceptions import InvalidSpectraError
 from .io import RawSpectra, open_raw_spectra
+from .io.hdf5_mapping import mapped_row_blocks, row_regions
 from .provenance import sha256_file
 
 log = logging.getLogger(__name__)
 
-#: bytes of float32 spectra read and checked at a time when nothing is copied
-BLOCK_BYTES = 8 * 1024 * 1024
+#: bytes of float32 spectra read and checked at a time when nothing is copied (fits in the L2/L3 cache)
+BLOCK_BYTES = 4 * 1024 * 1024
 #: normalization steps that are only meaningful for counts (values >= 0)
 STEPS_NEEDING_COUNTS = ("unit_integral", "log1p")
 
@@ -75,13 +75,35 @@ def _read_block(raw: RawSpectra, start: int, stop: int, out: np.ndarray) -> np.n
     return block
 
 
+# float32 bit patterns from 0x7F800000 up are +inf, NaN or (sign bit set) negative numbers
+FIRST_NONFINITE_OR_NEGATIVE_BITS = np.uint32(0x7F800000)
+
+
+def _row_blocks(
+    raw: RawSpectra, *, block_rows: int, buffer: np.ndarray, mapped: bool,
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(start, stop, rows)`` over ``raw.counts``: memory-mapped where ``mapped`` and the file allows, else read."""
+    regions = row_regions(raw.counts) if mapped and isinstance(raw.counts, h5py.Dataset) else None
+    if regions is not None:
+        yield from mapped_row_blocks(raw.counts.file.filename, regions, n_bins=raw.n_bins)
+        return
+    for start in range(0, raw.n_spectra, block_rows):
+        stop = min(start + block_rows, raw.n_spectra)
+        yield start, stop, _read_block(raw, start, stop, buffer)
+
+
 def _bad_rows(block: np.ndarray, *, require_counts: bool) -> tuple[np.ndarray | None, int | None]:
     """Rows with NaN/inf (None if all finite) and the first row with a negative value (if checked).
 
-    The minimum and maximum of the block catch every case in two fast passes over data that is
-    still in the CPU cache (NaN propagates through both, -inf shows in the minimum, +inf in the
-    maximum); only a block that fails is examined row by row.
+    One pass over the block, still in the CPU cache, settles the common case: seen as unsigned
+    32-bit integers, finite non-negative float32 values are exactly those below 0x7F800000 (NaN,
+    +inf and every value with the sign bit set lie above), so a block whose largest bit pattern is
+    below that holds no bad value. Otherwise the minimum and maximum tell NaN/inf (NaN propagates
+    through both, -inf shows in the minimum, +inf in the maximum) from negative values, and only
+    then is the block examined row by row.
     """
+    if block.view(np.uint32).max(initial=0) < FIRST_NONFINITE_OR_NEGATIVE_BITS:
+        return None, None
     low, high = block.min(), block.max()
     nonfinite = None
     if not (np.isfinite(low) and np.isfinite(high)):
@@ -105,62 +127,46 @@ def _scan(
     """Check every spectrum block by block, writing the kept rows into ``X`` when given.
 
     Returns the mask of kept spectra; with ``X=None`` (linking), None as soon as a spectrum would
-    have to be dropped, since a link cannot leave rows out. While a worker thread checks one block
-    (numpy releases the interpreter lock), the next is read into the other of two buffers; blocks
-    are a few MB, so a block is checked while it is still in the CPU cache. When copying, a block
-    is one stored chunk and is written after its check.
+    have to be dropped, since a link cannot leave rows out. A plainly stored float32 HDF5 input is
+    checked in place, memory-mapped (:mod:`.io.hdf5_mapping`): one pass over the page cache, no
+    copy. Anything else is read block by block and each block checked while it is still in the
+    CPU cache. When copying, a block is one stored chunk and is written after its check.
     """
     n_bins = sources[0][1].n_bins
     n_total = sum(raw.n_spectra for _, raw in sources)
     block_rows = rows_per_chunk(n_bins) if X is not None else max(1, BLOCK_BYTES // (4 * n_bins))
-    buffers = [np.empty((min(block_rows, n_total), n_bins), dtype=np.float32) for _ in range(2)]
-    positions = [(path, raw, offset, start, min(start + block_rows, raw.n_spectra))
-                 for (path, raw), offset in zip(sources, np.cumsum([0] + [r.n_spectra for _, r in sources]))
-                 for start in range(0, raw.n_spectra, block_rows)]
+    buffer = np.empty((min(block_rows, n_total), n_bins), dtype=np.float32)
     keep = np.ones(n_total, dtype=bool)
-    written, last_log = 0, time.perf_counter()
-
-    def finish(check, block, path, raw, offset, start, stop) -> bool:
-        """Act on one block's check: raise, drop rows, write; False if linking must give up."""
-        nonlocal written, last_log
-        nonfinite, negative = check.result()
-        if negative is not None:
-            raise InvalidSpectraError(
-                f"{path}: spectrum {start + negative} of {raw.metadata['source_object'].iloc[start + negative]!r} "
-                "has negative values, but the normalization (unit_integral, log1p) needs counts >= 0; "
-                "fix the file or use only standardize / center_maxabs"
-            )
-        if nonfinite is not None:
-            first_bad = start + int(np.flatnonzero(nonfinite)[0])
-            if policy == "error":
+    written, offset, last_log = 0, 0, time.perf_counter()
+    for path, raw in sources:
+        for start, stop, block in _row_blocks(raw, block_rows=block_rows, buffer=buffer, mapped=X is None):
+            nonfinite, negative = _bad_rows(block, require_counts=require_counts)
+            if negative is not None:
                 raise InvalidSpectraError(
-                    f"{path}: {int(nonfinite.sum())} spectra in rows {start}-{stop - 1} hold NaN or infinite "
-                    f"values (first: spectrum {first_bad} of {raw.metadata['source_object'].iloc[first_bad]!r}); "
-                    "fix the file or set the dataset's nonfinite: drop to leave them out"
+                    f"{path}: spectrum {start + negative} of {raw.metadata['source_object'].iloc[start + negative]!r} "
+                    "has negative values, but the normalization (unit_integral, log1p) needs counts >= 0; "
+                    "fix the file or use only standardize / center_maxabs"
                 )
-            if X is None:
-                return False
-            keep[offset + start : offset + stop] = ~nonfinite
-            block = block[~nonfinite]
-        if X is not None:
-            X.write_direct(np.ascontiguousarray(block), dest_sel=np.s_[written : written + len(block)])
-            written += len(block)
-        if time.perf_counter() - last_log > 5:
-            last_log = time.perf_counter()
-            log.info("dataset %s: %d / %d spectra checked (%.0f %%)", name, offset + stop, n_total,
-                     100 * (offset + stop) / n_total)
-        return True
-
-    with ThreadPoolExecutor(max_workers=1) as checker:
-        pending = None
-        for i, (path, raw, offset, start, stop) in enumerate(positions):
-            block = _read_block(raw, start, stop, buffers[i % 2])  # the block two back is finished
-            check = checker.submit(_bad_rows, block, require_counts=require_counts)
-            if pending is not None and not finish(*pending):
-                return None
-            pending = (check, block, path, raw, int(offset), start, stop)
-        if pending is not None and not finish(*pending):
-            return None
+            if nonfinite is not None:
+                first_bad = start + int(np.flatnonzero(nonfinite)[0])
+                if policy == "error":
+                    raise InvalidSpectraError(
+                        f"{path}: {int(nonfinite.sum())} spectra in rows {start}-{stop - 1} hold NaN or infinite "
+                        f"values (first: spectrum {first_bad} of {raw.metadata['source_object'].iloc[first_bad]!r}); "
+                        "fix the file or set the dataset's nonfinite: drop to leave them out"
+                    )
+                if X is None:
+                    return None
+                keep[offset + start : offset + stop] = ~nonfinite
+                block = block[~nonfinite]
+            if X is not None:
+                X.write_direct(np.ascontiguousarray(block), dest_sel=np.s_[written : written + len(block)])
+                written += len(block)
+            if time.perf_counter() - last_log > 5:
+                last_log = time.perf_counter()
+                log.info("dataset %s: %d / %d spectra checked (%.0f %%)", name, offset + stop, n_total,
+                         100 * (offset + stop) / n_total)
+        offset += raw.n_spectra
     return keep
 
 
@@ -206,7 +212,8 @@ def ingest_to_store(
         _check_compatible(sources)
         first = sources[0][1]
         n_total = sum(raw.n_spectra for _, raw in sources)
-        metadata = pd.concat([raw.metadata for _, raw in sources], ignore_index=True)
+        metadata = sources[0][1].metadata if len(sources) == 1 else pd.concat(
+            [raw.metadata for _, raw in sources], ignore_index=True)
         labels = evaluate_label(metadata, dataset["anomaly_label"], dataset=name) if dataset.get("anomaly_label") else None
         with atomic_path(output) as tmp, h5py.File(tmp, "w") as handle:
             keep, linked = None, []
