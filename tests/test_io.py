@@ -26,6 +26,7 @@ from spectral_anomaly.exceptions import (
     ObjectNotFoundError,
 )
 from spectral_anomaly.ingest import ingest_to_store
+from spectral_anomaly.integrity import checksum_path
 from spectral_anomaly.io import read_raw_spectra
 
 PANDAS = {"format": "pandas_hdf5", "key": "data"}
@@ -427,7 +428,7 @@ def test_canonical_store_roundtrip(tmp_path, labelled_file):
     spectra.n_dropped_nonfinite = 4
     path = tmp_path / "data" / "toy.h5"
     write_canonical(spectra, path)
-    assert sorted(p.name for p in path.parent.iterdir()) == ["toy.h5"], "no temporary file may be left behind"
+    assert sorted(p.name for p in path.parent.iterdir()) == [".toy.h5.sha256", "toy.h5"], "no temporary file may be left behind"
     restored = read_canonical(path)
     assert restored.dataset == "toy"
     assert restored.X.dtype == np.float32
@@ -461,6 +462,7 @@ def test_canonical_store_without_labels_and_errors(tmp_path):
 
     with h5py.File(path, "r+") as handle:
         handle.attrs["format_version"] = 99
+    checksum_path(path).unlink()  # edited in place: the checksum recorded when it was written no longer applies
     with pytest.raises(FormatVersionError, match="99"):
         read_canonical(path)
 

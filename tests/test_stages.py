@@ -45,7 +45,7 @@ def test_training_writes_model_history_and_summary_and_no_checkpoint(prepared):
     stages.run_train(config, "d", "vae", data_path=out / "data.h5", split_path=out / "split.json",
                      normalization_path=out / "norm.json", model_path=out / "m" / "vae.pt",
                      history_path=out / "m" / "vae.history.csv", summary_path=out / "m" / "vae.summary.json")
-    assert sorted(p.name for p in (out / "m").iterdir()) == ["vae.history.csv", "vae.pt", "vae.summary.json"]
+    assert sorted(p.name for p in (out / "m").iterdir()) == [".vae.pt.sha256", "vae.history.csv", "vae.pt", "vae.summary.json"]
 
 
 def test_pca_pulls_are_residuals_in_units_of_the_noise_width():

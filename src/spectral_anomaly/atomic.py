@@ -1,14 +1,25 @@
-"""Write files whole or not at all: into a temporary file in the same folder, then rename."""
+"""Write files whole or not at all: into a temporary file in the same folder, then rename.
+
+The temporary file is named ``.<name>.<pid>@<host>.<random>.tmp``. A writer killed outright
+(SIGKILL, power loss) cannot remove its own; the next writer of the same file on the same host
+removes those of processes that no longer run, so a rerun after a kill leaves nothing behind.
+Large binary results (``.pt``, ``.parquet``, ``.h5``) also get a checksum sidecar
+(:mod:`.integrity`) before the rename.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from .integrity import wants_checksum, write_checksum
 
 
 def _current_umask() -> int:
@@ -26,16 +37,50 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale_temporary_files(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{writer_tag()}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual permissions
+        if wants_checksum(target):
+            write_checksum(tmp, target=target)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def writer_tag() -> str:
+    """``<pid>@<host>``: which process wrote a temporary file (host names shortened, without dots)."""
+    return f"{os.getpid()}@{socket.gethostname().split('.')[0]}"
+
+
+_TAG = re.compile(r"^(?:sha256\.)?(\d+)@([^.]+)\.")
+
+
+def _process_is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporary_files(target: Path) -> None:
+    """Remove temporary files of ``target`` (and of its checksum) left by killed writers on this host."""
+    prefix, host = f".{target.name}.", writer_tag().split("@", 1)[1]
+    for leftover in target.parent.glob(f"{glob_escape(prefix)}*.tmp"):
+        tag = _TAG.match(leftover.name[len(prefix):])
+        if tag and tag.group(2) == host and not _process_is_running(int(tag.group(1))):
+            leftover.unlink(missing_ok=True)
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 def write_json(path: str | os.PathLike[str], payload: Any) -> None:

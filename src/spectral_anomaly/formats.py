@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from .exceptions import FormatVersionError, InputFileError
+from .integrity import verify_checksum
 
 #: kind of file -> format version written by this package version
 FORMAT_VERSIONS: dict[str, int] = {
@@ -29,7 +30,14 @@ FORMAT_VERSIONS: dict[str, int] = {
 
 
 def check_format_version(found: object, *, kind: str, path: object) -> int:
-    """Return ``found`` as an int if this package can read it, else raise :class:`FormatVersionError`."""
+    """Return ``found`` as an int if this package can read it, else raise :class:`FormatVersionError`.
+
+    Every reader of a result file calls this, so it also checks the file at ``path`` against the
+    checksum recorded when it was written (:func:`.integrity.verify_checksum`; files without one
+    pass): a file damaged after writing stops with :class:`InputFileError` before its content is used.
+    """
+    if isinstance(path, (str, os.PathLike)):
+        verify_checksum(path)
     known = FORMAT_VERSIONS[kind]
     try:
         version = int(found)  # type: ignore[call-overload]
