@@ -66,7 +66,7 @@ def score_deep_model(
     with torch.inference_mode():
         for start in range(0, len(X), batch_size):
             batch = torch.as_tensor(X[start : start + batch_size], dtype=torch.float32, device=device)
-            scores = model.score_batch(batch, mc_samples=mc_samples, generator=generator)
+            scores = model.score_batch(batch, mc_samples=mc_samples, generator=generator, bin_arrays=variances is not None)
             if variances is not None:
                 pulls = file_variance_pulls(batch.double().cpu().numpy(), scores["reconstruction_counts"].double().cpu().numpy(),
                                             variances[start : start + batch_size])

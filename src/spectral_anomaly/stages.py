@@ -119,6 +119,8 @@ def run_train(
         batch_size=training["batch_size"], learning_rate=training["learning_rate"], patience=training["patience"],
         min_delta=training["min_delta"], seed=split_instance(config, model)[1], device=device,
         checkpoint_path=f"{model_path}.checkpoint",  # resumes a killed job; deleted when training ends
+        precision=training["precision"], compile=training["compile"],
+        validation_max_spectra=training["validation_max_spectra"] or None,
     )
     seconds = time.perf_counter() - started
     save_checkpoint(model_path, result=result, hyperparameters=hyperparameters, normalizer=normalizer,

@@ -1,7 +1,14 @@
 """Training of the deep models: one short loop, early stopping, a checkpoint that scores new data.
 
 The loop keeps the training spectra in one tensor on the device and draws a seeded permutation
-per epoch (no DataLoader: it is slower for in-memory data). Each epoch logs its losses and time.
+per epoch (no DataLoader: it is slower for in-memory data). On a GPU the spectra stay on the device
+when they fit in half its free memory (:func:`fits_on_device`); otherwise they stay in pinned host
+memory and each batch is copied over while the previous one trains. The loop never waits for the
+device inside an epoch (losses are summed on the device and read once per epoch), uses Adam's
+fused kernel where the torch build has it, and can run under bf16 autocast (``precision: bf16``)
+and ``torch.compile`` (``compile: true``). The validation loss is computed in large batches under
+``torch.inference_mode()`` on at most ``validation_max_spectra`` spectra (a seeded subset, the
+same every epoch). Each epoch logs its losses and time.
 The VAE's KL term is weighted by ``beta``, warmed up linearly over ``beta_warmup_epochs``
 (hyperparameters; defaults 1 and 0). With a ``checkpoint_path`` the whole training state is
 written after every epoch, so a killed job resumes where it stopped (:mod:`.resume`).
@@ -64,16 +71,74 @@ def _make_optimizer(model: torch.nn.Module, learning_rate: float, device: str) -
         return torch.optim.Adam(model.parameters(), lr=learning_rate)
 
 
-def _validation_loss(model: torch.nn.Module, X: torch.Tensor, *, batch_size: int, seed: int, kl_weight: float) -> float:
+PRECISIONS = ("fp32", "bf16")
+#: share of the device's free memory that the training spectra may take to be kept on the device
+DEVICE_MEMORY_SHARE = 0.5
+#: spectra per batch of the validation loss (forward only, so much larger than a training batch)
+VALIDATION_BATCH_SIZE = 4096
+
+
+def fits_on_device(n_bytes: int, *, free_bytes: int, share: float = DEVICE_MEMORY_SHARE) -> bool:
+    """Whether ``n_bytes`` of training data may live on a device with ``free_bytes`` free.
+
+    At most ``share`` of the free memory is taken, leaving the rest to weights, optimizer state,
+    activations and the allocator.
+    """
+    return n_bytes <= share * free_bytes
+
+
+def validation_subset(n_validation: int, max_spectra: int | None, *, seed: int) -> np.ndarray | None:
+    """Rows of the validation split the per-epoch validation loss uses: ``None`` (all of them) when
+    there are at most ``max_spectra`` (or no bound), else a seeded sorted sample of ``max_spectra``."""
+    if not max_spectra or n_validation <= max_spectra:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n_validation, size=max_spectra, replace=False))
+
+
+def _autocast(device: str, precision: str):
+    """bf16 autocast on ``device`` for ``precision: bf16``, else a context that changes nothing."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid precisions: {', '.join(PRECISIONS)}")
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def _validation_loss(model: torch.nn.Module, X: torch.Tensor, *, batch_size: int, seed: int, kl_weight: float,
+                     device: str, precision: str = "fp32") -> float:
     """Mean per-spectrum loss over ``X`` in eval mode, with the same Monte-Carlo draws every epoch."""
-    generator = torch.Generator(device=X.device).manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
     model.eval()
-    total = 0.0
-    with torch.inference_mode():
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    with torch.inference_mode(), _autocast(device, precision):
         for start in range(0, len(X), batch_size):
-            batch = X[start : start + batch_size]
-            total += float(model.training_loss(batch, generator=generator, kl_weight=kl_weight)) * len(batch)
-    return total / len(X)
+            batch = X[start : start + batch_size].to(device, non_blocking=True)
+            total += model.training_loss(batch, generator=generator, kl_weight=kl_weight).double() * len(batch)
+    return float(total) / len(X)
+
+
+class _HostBatches:
+    """Batches gathered from training spectra in pinned host memory and copied to the GPU asynchronously.
+
+    Two pinned buffers alternate, so the gather of the next batch overlaps the copy and the
+    training step of the current one; an event per buffer keeps a buffer from being refilled while
+    its copy is still running.
+    """
+
+    def __init__(self, data: torch.Tensor, *, batch_size: int, device: str) -> None:
+        self.data, self.device = data.pin_memory(), device
+        self.buffers = [torch.empty((batch_size, *data.shape[1:]), dtype=data.dtype).pin_memory() for _ in range(2)]
+        self.events: list[Any] = [None, None]
+        self.turn = 0
+
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        i, self.turn = self.turn, 1 - self.turn
+        if self.events[i] is not None:
+            self.events[i].synchronize()
+        buffer = self.buffers[i][: len(rows)]
+        torch.index_select(self.data, 0, rows, out=buffer)
+        batch = buffer.to(self.device, non_blocking=True)
+        self.events[i] = torch.cuda.Event()
+        self.events[i].record()
+        return batch
 
 
 def train_model(
@@ -89,6 +154,9 @@ def train_model(
     seed: int,
     device: str,
     checkpoint_path: str | os.PathLike[str] | None = None,
+    precision: str = "fp32",
+    compile: bool = False,
+    validation_max_spectra: int | None = None,
 ) -> TrainingResult:
     """Build the model from ``hyperparameters`` and train it with Adam on mini-batches.
 
@@ -104,12 +172,27 @@ def train_model(
     finds a checkpoint of the same settings and data there continues after its epoch and returns
     what an uninterrupted run would (apart from the ``seconds`` column). The file is deleted
     when training ends.
+
+    ``precision: bf16`` runs forward and backward passes under bf16 autocast (weights, optimizer
+    state and the summed losses stay float32); ``compile`` wraps the loss in ``torch.compile``.
+    ``validation_max_spectra`` bounds the spectra of the per-epoch validation loss (a seeded subset).
     """
     beta, warmup = float(hyperparameters.get("beta", 1.0)), int(hyperparameters.get("beta_warmup_epochs", 0))
     seed_everything(seed)
     model = build_model(hyperparameters).to(device)
-    train = torch.as_tensor(X_train, dtype=torch.float32, device=device)
-    validation = torch.as_tensor(X_validation, dtype=torch.float32, device=device)
+    subset = validation_subset(len(X_validation), validation_max_spectra, seed=seed + 3)
+    validation = torch.as_tensor(X_validation if subset is None else X_validation[subset], dtype=torch.float32)
+    train = torch.as_tensor(X_train, dtype=torch.float32)
+    on_device = torch.device(device).type != "cuda" or fits_on_device(
+        train.nbytes + validation.nbytes, free_bytes=torch.cuda.mem_get_info(torch.device(device))[0])
+    if on_device:
+        train, validation = train.to(device), validation.to(device)
+        gather = train.__getitem__
+    else:
+        log.info("training spectra (%.2f GB) exceed half the free GPU memory: batches are copied from pinned host memory",
+                 train.nbytes / 1e9)
+        gather = _HostBatches(train, batch_size=batch_size, device=device)
+    loss_function = torch.compile(model.training_loss) if compile else model.training_loss
     optimizer = _make_optimizer(model, learning_rate, device)
     order_generator = torch.Generator().manual_seed(seed)
     noise_generator = torch.Generator(device=device).manual_seed(seed + 1)
@@ -118,7 +201,8 @@ def train_model(
     if checkpoint_path is not None:
         settings = {"hyperparameters": dict(hyperparameters), "data": describe_data(X_train, X_validation),
                     "training": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                                 "patience": patience, "min_delta": min_delta, "seed": seed, "device": str(device)}}
+                                 "patience": patience, "min_delta": min_delta, "seed": seed, "device": str(device),
+                                 "precision": precision, "validation_max_spectra": validation_max_spectra}}
         if os.path.exists(checkpoint_path):
             state = resume_training(checkpoint_path, settings=settings, model=model, optimizer=optimizer, **generators)
             first_epoch, rows, best_loss = state["epoch"] + 1, state["history"], state["best_validation_loss"]
@@ -129,18 +213,21 @@ def train_model(
         started = time.perf_counter()
         kl_weight = beta * min(1.0, epoch / warmup) if warmup > 0 else beta
         model.train()
-        order = torch.randperm(len(train), generator=order_generator).to(device)
-        running = torch.zeros((), device=device)
+        order = torch.randperm(len(train), generator=order_generator)
+        if on_device:
+            order = order.to(device)
+        running = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no wait per step
         for start in range(0, len(train), batch_size):
-            batch = train[order[start : start + batch_size]]
-            loss = model.training_loss(batch, generator=noise_generator, kl_weight=kl_weight)
+            batch_rows = order[start : start + batch_size]
+            with _autocast(device, precision):
+                loss = loss_function(gather(batch_rows), generator=noise_generator, kl_weight=kl_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            running += loss.detach() * len(batch)
+            running += loss.detach().double() * len(batch_rows)
         train_loss = float(running) / len(train)
-        validation_loss = _validation_loss(model, validation, batch_size=max(batch_size, 1024), seed=seed + 2,
-                                           kl_weight=beta)
+        validation_loss = _validation_loss(model, validation, batch_size=max(batch_size, VALIDATION_BATCH_SIZE),
+                                           seed=seed + 2, kl_weight=beta, device=device, precision=precision)
         seconds = time.perf_counter() - started
         if not (math.isfinite(train_loss) and math.isfinite(validation_loss)):
             if checkpoint_path is not None:  # resuming would only diverge again

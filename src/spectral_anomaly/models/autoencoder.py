@@ -45,18 +45,26 @@ class Autoencoder(nn.Module):
         """Mean over the batch of the per-spectrum sum of squared residuals (``kl_weight`` is unused)."""
         return (self(x) - self.normalize(x)).pow(2).sum(dim=-1).mean()
 
-    def score_batch(self, x: torch.Tensor, *, mc_samples: int = 1, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Per-spectrum scores, pulls, latent codes and reconstructions (normalized and in input units)."""
+    def score_batch(
+        self, x: torch.Tensor, *, mc_samples: int = 1, generator: torch.Generator | None = None, bin_arrays: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """Per-spectrum scores, pulls, latent codes and reconstructions (normalized and in input units).
+
+        With ``bin_arrays=False`` only the per-spectrum columns are returned (no per-bin
+        ``reconstruction``, ``reconstruction_counts`` and ``pulls``).
+        """
         normalized = self.normalize(x)
         latent = self.encoder(normalized)
         reconstruction = self.decoder(latent)[..., 0, :]
         pulls = normalized - reconstruction
-        return {
-            "reconstruction_error": pulls.pow(2).sum(dim=-1),
-            "chi2": pulls.pow(2).sum(dim=-1),
+        squared = pulls.pow(2).sum(dim=-1)
+        scores = {
+            "reconstruction_error": squared,
+            "chi2": squared,
             "max_abs_pull": pulls.abs().amax(dim=-1),
             "latent": latent,
-            "reconstruction": reconstruction,
-            "reconstruction_counts": self.normalize.inverse(reconstruction, x.sum(dim=-1)),
-            "pulls": pulls,
         }
+        if bin_arrays:
+            scores.update(reconstruction=reconstruction, pulls=pulls,
+                          reconstruction_counts=self.normalize.inverse(reconstruction, x.sum(dim=-1)))
+        return scores

@@ -108,16 +108,21 @@ class VariationalAutoencoder(nn.Module):
         terms = self.elbo_terms(x, mc_samples=1, generator=generator)
         return (-terms["expected_log_likelihood"] + kl_weight * terms["kl"]).mean()
 
-    def score_batch(self, x: torch.Tensor, *, mc_samples: int = 1, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Per-spectrum scores, pulls, latent means and reconstructions (normalized and in input units)."""
+    def score_batch(
+        self, x: torch.Tensor, *, mc_samples: int = 1, generator: torch.Generator | None = None, bin_arrays: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """Per-spectrum scores, pulls, latent means and reconstructions (normalized and in input units).
+
+        The K Monte-Carlo samples of the ELBO go through the decoder as one batch of K x batch latent
+        codes. With ``bin_arrays=False`` only the per-spectrum columns are returned (no per-bin
+        ``reconstruction``, ``reconstruction_counts`` and ``pulls``), which saves work when scoring.
+        """
         terms = self.elbo_terms(x, mc_samples=mc_samples, generator=generator)
         output = self.decoder(terms["mu"])
-        mean, _ = self.likelihood.mean_and_sigma(output, terms["totals"])
-        pulls = self.likelihood.pulls(output, terms["target"], terms["totals"])
-        if self.likelihood.kind == "poisson":
-            counts, normalized_mean = mean, self.normalize(mean)
-        else:
-            counts, normalized_mean = self.normalize.inverse(mean, terms["totals"]), mean
+        mean, sigma = self.likelihood.mean_and_sigma(output, terms["totals"])
+        pulls = (terms["target"] - mean) / sigma
+        normalized_mean = self.normalize(mean) if self.likelihood.kind == "poisson" else mean
+        squared_pulls = pulls.pow(2).sum(dim=-1)
         scores = {
             "negative_elbo": -terms["elbo"],
             "elbo": terms["elbo"],
@@ -126,13 +131,13 @@ class VariationalAutoencoder(nn.Module):
             "iw_nll": -terms["iw_log_likelihood"],
             "latent_radius": terms["mu"].norm(dim=-1),
             "reconstruction_error": (normalized_mean - terms["normalized"]).pow(2).sum(dim=-1),
-            "chi2": pulls.pow(2).sum(dim=-1),
+            "chi2": squared_pulls,
             "max_abs_pull": pulls.abs().amax(dim=-1),
             "latent": terms["mu"],
-            "reconstruction": normalized_mean,
-            "reconstruction_counts": counts,
-            "pulls": pulls,
         }
+        if bin_arrays:
+            counts = mean if self.likelihood.kind == "poisson" else self.normalize.inverse(mean, terms["totals"])
+            scores.update(reconstruction=normalized_mean, reconstruction_counts=counts, pulls=pulls)
         if self.likelihood.kind == "poisson":  # a perfect fit (rates = counts) bounds the log-likelihood from above
             saturated = poisson_log_likelihood(terms["target"], terms["target"])
             scores["elbo_deviance"] = saturated - terms["elbo"]
