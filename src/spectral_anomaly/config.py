@@ -34,8 +34,42 @@ def validate_config(config: dict[str, Any], *, source: str | os.PathLike[str] = 
     try:
         validate(config, str(SCHEMA_PATH))
     except WorkflowError as error:
-        raise ConfigError(f"{source}: {error}") from None
+        raise ConfigError(f"{source}: {describe_schema_error(config) or error}") from None
     return config
+
+
+def describe_schema_error(config: dict[str, Any]) -> str | None:
+    """The most relevant schema violation of ``config`` as ``<key path>: <problem>; <what is allowed>``."""
+    import jsonschema
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is None:
+        return None
+    where = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+    rule, value = error.validator, error.validator_value
+    if rule == "additionalProperties" and isinstance(error.instance, dict):
+        known = error.schema.get("properties") or {}
+        unknown = [key for key in error.instance if key not in known]
+        return (f"{where}: unknown key {', '.join(map(repr, unknown))}; valid keys: "
+                f"{closest_first(str(unknown[0]) if unknown else '', known)}")
+    allowed = {
+        "enum": lambda: f"allowed values: {', '.join(map(repr, value))}",
+        "const": lambda: f"allowed value: {value!r}",
+        "type": lambda: f"expected type: {value}",
+        "minimum": lambda: f"allowed: >= {value}",
+        "exclusiveMinimum": lambda: f"allowed: > {value}",
+        "maximum": lambda: f"allowed: <= {value}",
+        "exclusiveMaximum": lambda: f"allowed: < {value}",
+        "pattern": lambda: f"allowed: text matching {value}",
+        "minLength": lambda: f"allowed: text of at least {value} characters",
+        "minItems": lambda: f"allowed: at least {value} entries",
+        "maxItems": lambda: f"allowed: at most {value} entries",
+        "uniqueItems": lambda: "allowed: entries without repeats",
+        "minProperties": lambda: f"allowed: at least {value} entries",
+        "required": lambda: f"required keys: {', '.join(value)}",
+    }.get(rule, lambda: f"schema rule {rule}: {value!r}")()
+    return f"{where}: {error.message}; {allowed}"
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
