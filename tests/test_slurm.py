@@ -36,7 +36,7 @@ pytestmark = pytest.mark.workflow
 # (the cluster's MinJobAge of 600 s stays far above 3 x this).
 FAST_POLLING = ("--slurm-init-seconds-before-status-checks", "2")
 # The demo data is tiny: 2 GB instead of the rules' 8 GB lets four jobs share the test node.
-SMALL_MEMORY = ("train:mem_mb=2000", "score:mem_mb=2000", "baseline:mem_mb=2000")
+SMALL_MEMORY = ("train:mem_mb=2000", "baseline:mem_mb=2000")
 
 DEMO_HDF5 = {
     "format": "hdf5_array", "path": "demo://spectra.h5", "dataset": "spectra",
@@ -208,7 +208,7 @@ def test_every_job_of_the_sweep_ran_as_a_slurm_job(cluster, sweep_on_slurm):
     n_models = len(SWEEP_CONFIG["models"]) * len(SWEEP_CONFIG["training"]["seeds"])
     n_datasets = len(SWEEP_CONFIG["datasets"])
     expected = {"run_config": 1, "demo_data": 1, "ingest": n_datasets, "split": n_datasets, "normalize": n_datasets,
-                "baseline": n_datasets, "train": n_datasets * n_models, "score": n_datasets * n_models,
+                "baseline": n_datasets, "train": n_datasets * n_models,  # a train job also scores its model
                 "report": n_datasets, "manifest": 1}
     assert pd.Series([rule for rule, _ in jobs.values()]).value_counts().to_dict() == expected
     # every job ran on the cluster and finished there: slurmctld knows it as COMPLETED, and its
@@ -241,8 +241,8 @@ def test_the_sweep_runs_concurrently_and_the_report_waits_for_all(cluster, sweep
     for dataset in SWEEP_CONFIG["datasets"]:
         (report,) = [s for s in states.values() if s["comment"] == f"rule_report_wildcards_{dataset}"]
         inputs = [states[i] for i, (rule, _) in jobs.items()
-                  if rule in ("train", "score", "baseline") and f"_wildcards_{dataset}" in states[i]["comment"]]
-        assert len(inputs) == 2 * 4 + 1
+                  if rule in ("train", "baseline") and f"_wildcards_{dataset}" in states[i]["comment"]]
+        assert len(inputs) == 4 + 1
         assert report["start"] >= max(job["end"] for job in inputs)
     (manifest,) = [states[i] for i, (rule, _) in jobs.items() if rule == "manifest"]
     assert manifest["start"] >= max(states[i]["end"] for i, (rule, _) in jobs.items() if rule == "report")
@@ -306,6 +306,6 @@ def test_a_failed_and_a_timed_out_job_are_reported_and_a_rerun_resumes(cluster, 
     rerun = on_slurm(workdir, FAILURE_CONFIG, env=cluster)
     assert rerun.returncode == 0, rerun.stdout[-5000:]
     rerun_rules = sorted(rule for rule, _ in slurm_jobs(rerun.stdout).values())
-    assert rerun_rules == ["baseline", "manifest", "report", "score", "train"]
+    assert rerun_rules == ["baseline", "manifest", "report", "train"]
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in done_before.items())
     assert (version / "manifest.json").is_file() and (version / "models" / "demo_hdf5" / "vae.pt").stat().st_size > 1000

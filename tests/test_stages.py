@@ -48,6 +48,25 @@ def test_training_writes_model_history_and_summary_and_no_checkpoint(prepared):
     assert sorted(p.name for p in (out / "m").iterdir()) == [".vae.pt.sha256", "vae.history.csv", "vae.pt", "vae.summary.json"]
 
 
+def test_training_with_scores_writes_what_scoring_the_model_file_writes(prepared):
+    """The workflow's train job scores in the same process; the result equals the score stage's."""
+    from spectral_anomaly.score import read_examples, read_scores
+
+    config, out = prepared
+    paths = dict(data_path=out / "data.h5", split_path=out / "split.json")
+    stages.run_train(config, "d", "vae", **paths, normalization_path=out / "norm.json", model_path=out / "m" / "vae.pt",
+                     history_path=out / "m" / "vae.history.csv", summary_path=out / "m" / "vae.summary.json",
+                     scores_path=out / "s" / "vae.parquet", examples_path=out / "s" / "vae.examples.npz")
+    stages.run_score(config, "d", "vae", **paths, model_path=out / "m" / "vae.pt",
+                     scores_path=out / "alone" / "vae.parquet", examples_path=out / "alone" / "vae.examples.npz")
+    together, alone = read_scores(out / "s" / "vae.parquet"), read_scores(out / "alone" / "vae.parquet")
+    assert len(together) == 300 and {"negative_elbo", "anomaly_score", "flag_fpr_1pct"} <= set(together.columns)
+    np.testing.assert_allclose(together["anomaly_score"], alone["anomaly_score"], rtol=1e-6)
+    assert together.attrs == alone.attrs
+    np.testing.assert_allclose(read_examples(out / "s" / "vae.examples.npz")["reconstruction"],
+                               read_examples(out / "alone" / "vae.examples.npz")["reconstruction"], rtol=1e-6)
+
+
 def test_pca_pulls_are_residuals_in_units_of_the_noise_width():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 3)) @ rng.normal(size=(3, 8)) + 0.1 * rng.normal(size=(200, 8))

@@ -43,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--checksums", default="{}", help="JSON mapping of raw file to sha256, to skip hashing again")
     _add(sub, "split", "split spectra into train, validation and test", "data", "output")
     _add(sub, "normalize", "fit the normalization on the training split", "data", "split", "output")
-    _add(sub, "train", "train one model", "data", "split", "normalization", "model_file", "history", "summary", model=True)
+    train = _add(sub, "train", "train one model", "data", "split", "normalization", "model_file", "history", "summary",
+                 model=True)
+    train.add_argument("--scores", default=None, help="also score every spectrum with the trained model: its score table")
+    train.add_argument("--examples", default=None, help="with --scores: the most anomalous spectra with reconstructions")
     _add(sub, "score", "score every spectrum with a trained model", "data", "split", "model_file", "scores", "examples", model=True)
     _add(sub, "baseline", "fit and score the PCA baseline", "data", "split", "normalization", "model_file", "scores", "examples")
     report = _add(sub, "report", "build the HTML report, metrics and figures of a dataset", "result_dir", "html", "metrics", "figure_dir")
@@ -115,7 +118,8 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "train":
         stages.run_train(config, args.dataset, args.model, data_path=args.data, split_path=args.split,
                          normalization_path=args.normalization, model_path=args.model_file,
-                         history_path=args.history, summary_path=args.summary)
+                         history_path=args.history, summary_path=args.summary, scores_path=args.scores,
+                         examples_path=args.examples)
     elif args.command == "score":
         stages.run_score(config, args.dataset, args.model, data_path=args.data, split_path=args.split,
                          model_path=args.model_file, scores_path=args.scores, examples_path=args.examples)

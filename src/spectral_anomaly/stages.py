@@ -98,8 +98,14 @@ def model_hyperparameters(spec: dict[str, Any], *, n_bins: int, normalization: d
 def run_train(
     config: dict[str, Any], dataset: str, model: str, *, data_path: PathLike, split_path: PathLike,
     normalization_path: PathLike, model_path: PathLike, history_path: PathLike, summary_path: PathLike,
+    scores_path: PathLike | None = None, examples_path: PathLike | None = None,
 ) -> None:
-    """Train one model on one dataset; write the checkpoint, the per-epoch history and a summary."""
+    """Train one model on one dataset; write the checkpoint, the per-epoch history and a summary.
+
+    With ``scores_path`` and ``examples_path``, also score every spectrum with the trained model in
+    the same process, as :func:`run_score` would from the model file (the workflow does this, so
+    that torch is imported and the store read once per model rather than twice).
+    """
     from .device import describe_device, resolve_device
     from .normalize import read_normalizer
     from .split import read_split
@@ -135,14 +141,32 @@ def run_train(
         "n_train": int(len(split["train"])), "n_validation": int(len(split["validation"])),
     })
     log.info("trained %s in %.1f s (%d epochs, best %d)", model, seconds, len(result.history), result.best_epoch)
+    if scores_path is not None:
+        _score_and_write(config, dataset, model, network=result.model, kind=spec["kind"], spectra=spectra, split=split,
+                         device=device, scores_path=scores_path, examples_path=examples_path)
 
 
 def run_score(
     config: dict[str, Any], dataset: str, model: str, *, data_path: PathLike, split_path: PathLike,
     model_path: PathLike, scores_path: PathLike, examples_path: PathLike,
 ) -> None:
-    """Score every spectrum of the dataset with a trained model."""
+    """Score every spectrum of the dataset with a trained model file."""
     from .device import resolve_device
+    from .split import read_split
+    from .train import load_model
+
+    device = resolve_device(config["training"]["device"])
+    network, _, checkpoint = load_model(model_path, map_location=device)
+    _score_and_write(config, dataset, model, network=network, kind=checkpoint["hyperparameters"]["kind"],
+                     spectra=read_canonical(data_path), split=read_split(split_path), device=device,
+                     scores_path=scores_path, examples_path=examples_path)
+
+
+def _score_and_write(
+    config: dict[str, Any], dataset: str, model: str, *, network, kind: str, spectra, split: dict, device: str,
+    scores_path: PathLike, examples_path: PathLike,
+) -> None:
+    """Score every spectrum with ``network``; write the score table and the most anomalous examples."""
     from .score import (
         build_score_table,
         reconstruct_deep_model,
@@ -151,21 +175,15 @@ def run_score(
         write_examples,
         write_scores,
     )
-    from .split import read_split
     from .thresholds import add_threshold_flags
-    from .train import load_model
 
-    device = resolve_device(config["training"]["device"])
-    network, _, checkpoint = load_model(model_path, map_location=device)
-    spectra, split = read_canonical(data_path), read_split(split_path)
     scoring = config["scoring"]
     scores = score_deep_model(network, spectra.X, mc_samples=scoring["mc_samples"], seed=scoring["seed"],
                               device=device, batch_size=scoring["batch_size"], variances=spectra.variances)
-    kind = checkpoint["hyperparameters"]["kind"]
     table = build_score_table(spectra, split, scores, model=model, kind=kind)
     table, thresholds = add_threshold_flags(table, false_positive_rates=scoring["false_positive_rates"])
     write_scores(table, scores_path, kind=kind, thresholds=thresholds)
-    rows = top_spectra(table, config["scoring"]["n_examples"])
+    rows = top_spectra(table, scoring["n_examples"])
     examples = reconstruct_deep_model(network, spectra.X[rows], device=device,
                                       variances=None if spectra.variances is None else spectra.variances[rows])
     write_examples(examples_path, spectra=spectra, table=table, rows=rows, **examples)

@@ -8,6 +8,8 @@ rule run_config:
         config=effective_config_json(),
     log:
         f"{OUT}/logs/run_config.log",
+    benchmark:
+        f"{OUT}/benchmarks/run_config.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -24,6 +26,8 @@ rule demo_data:
         root=f"{OUT}/demo/spectra.root",
     log:
         f"{OUT}/logs/demo_data.log",
+    benchmark:
+        f"{OUT}/benchmarks/demo_data.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -9,6 +9,8 @@ rule split:
         f"{OUT}/splits/{{dataset}}.json",
     log:
         f"{OUT}/logs/split/{{dataset}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/split/{{dataset}}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -27,6 +29,8 @@ rule normalize:
         f"{OUT}/normalization/{{dataset}}.json",
     log:
         f"{OUT}/logs/normalize/{{dataset}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/normalize/{{dataset}}.tsv"
     threads: 1
     resources:
         mem_mb=4000,

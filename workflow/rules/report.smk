@@ -83,6 +83,8 @@ rule report:
         report_options=report_options_json(),
     log:
         f"{OUT}/logs/report/{{dataset}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/report/{{dataset}}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -106,6 +108,8 @@ rule manifest:
         report_options=report_options_json(),
     log:
         f"{OUT}/logs/manifest.log",
+    benchmark:
+        f"{OUT}/benchmarks/manifest.tsv"
     threads: 1
     resources:
         mem_mb=1000,

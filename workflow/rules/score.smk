@@ -1,27 +1,5 @@
-# Per-spectrum scores of every trained model, and the PCA baseline on the same normalization.
-
-
-rule score:
-    input:
-        config=RUN_CONFIG,
-        data=f"{OUT}/data/{{dataset}}.h5",
-        split=f"{OUT}/splits/{{dataset}}.json",
-        model=f"{OUT}/models/{{dataset}}/{{model}}.pt",
-    output:
-        scores=f"{OUT}/scores/{{dataset}}/{{model}}.parquet",
-        examples=f"{OUT}/scores/{{dataset}}/{{model}}.examples.npz",
-    log:
-        f"{OUT}/logs/score/{{dataset}}/{{model}}.log",
-    benchmark:
-        f"{OUT}/benchmarks/score/{{dataset}}/{{model}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime="2h",
-    shell:
-        "spectral-anomaly score --config {input.config:q} --dataset {wildcards.dataset} --model {wildcards.model}"
-        " --data {input.data:q} --split {input.split:q} --model-file {input.model:q}"
-        " --scores {output.scores:q} --examples {output.examples:q} > {log:q} 2>&1"
+# The PCA baseline's per-spectrum scores, on the same normalization as the deep models (whose
+# score tables the train jobs write, workflow/rules/train.smk).
 
 
 rule baseline:

@@ -1,4 +1,6 @@
-# One training job per (dataset, model): the only rule that uses a GPU when one is present.
+# One job per (dataset, model): trains the model, then scores every spectrum with it in the same
+# process (torch is imported and the canonical store read once per model, not twice). The only
+# rule that uses a GPU when one is present. `spectral-anomaly score` scores with a model file alone.
 
 
 rule train:
@@ -11,6 +13,8 @@ rule train:
         model=f"{OUT}/models/{{dataset}}/{{model}}.pt",
         history=f"{OUT}/models/{{dataset}}/{{model}}.history.csv",
         summary=f"{OUT}/models/{{dataset}}/{{model}}.summary.json",
+        scores=f"{OUT}/scores/{{dataset}}/{{model}}.parquet",
+        examples=f"{OUT}/scores/{{dataset}}/{{model}}.examples.npz",
     log:
         f"{OUT}/logs/train/{{dataset}}/{{model}}.log",
     benchmark:
@@ -23,4 +27,5 @@ rule train:
     shell:
         "spectral-anomaly train --config {input.config:q} --dataset {wildcards.dataset} --model {wildcards.model}"
         " --data {input.data:q} --split {input.split:q} --normalization {input.normalization:q}"
-        " --model-file {output.model:q} --history {output.history:q} --summary {output.summary:q} > {log:q} 2>&1"
+        " --model-file {output.model:q} --history {output.history:q} --summary {output.summary:q}"
+        " --scores {output.scores:q} --examples {output.examples:q} > {log:q} 2>&1"

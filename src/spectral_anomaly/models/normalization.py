@@ -28,14 +28,17 @@ class NormalizationLayer(nn.Module):
                 self.register_buffer(f"scale_{i}", torch.tensor(float(params["scale"]), dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (x - mean) / scale is computed as x * (1 / scale) + (-mean / scale): one pass over the
+        # spectra instead of two (the per-bin factors are computed per call from the stored buffers)
         for i, step in enumerate(self.steps):
             if step == "unit_integral":
                 totals = x.sum(dim=-1, keepdim=True)
-                x = x / torch.where(totals == 0, torch.ones_like(totals), totals)
+                x = x * torch.where(totals == 0, torch.ones_like(totals), totals).reciprocal()
             elif step == "log1p":
                 x = torch.log1p(x)
             else:
-                x = (x - getattr(self, f"mean_{i}")) / getattr(self, f"scale_{i}")
+                inverse_scale = getattr(self, f"scale_{i}").reciprocal()
+                x = torch.addcmul(-getattr(self, f"mean_{i}") * inverse_scale, x, inverse_scale)
         return x
 
     def inverse(self, z: torch.Tensor, totals: torch.Tensor) -> torch.Tensor:
