@@ -10,15 +10,18 @@ Large binary results (``.pt``, ``.parquet``, ``.h5``) also get a checksum sideca
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .exceptions import DiskFullError
 from .integrity import wants_checksum, write_checksum
 
 
@@ -47,9 +50,30 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         if wants_checksum(target):
             write_checksum(tmp, target=target)
         os.replace(tmp, target)
+    except Exception as error:
+        if not isinstance(error, DiskFullError) and _is_disk_full(error, target.parent):
+            raise DiskFullError(
+                f"{target}: no space left on the device while writing it (nothing was written); free space in "
+                f"{target.parent} or choose a results_dir on a larger disk, then rerun"
+            ) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _is_disk_full(error: BaseException, folder: Path) -> bool:
+    """Whether ``error`` came from a full file system: ENOSPC, in the error or its text (h5py and torch
+    report it only there), or no free space left in ``folder``."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if getattr(seen, "errno", None) == errno.ENOSPC or "No space left on device" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        return shutil.disk_usage(folder).free < 64 * 1024
+    except OSError:
+        return False
 
 
 def writer_tag() -> str:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .exceptions import SpectralAnomalyError
+from .exceptions import DiskFullError, SpectralAnomalyError
 
 
 def _add(sub, name: str, help_text: str, *options: str, dataset: bool = True, model: bool = False):
@@ -145,6 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         run(args)
     except SpectralAnomalyError as error:
         print(f"spectral-anomaly {args.command}: error: {error}", file=sys.stderr)
+        if isinstance(error, DiskFullError):
+            # a library file handle whose flush failed (h5py) can crash the interpreter's clean-up: exit now
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     return 0
 

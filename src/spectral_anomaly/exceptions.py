@@ -22,6 +22,10 @@ class InputFileError(SpectralAnomalyError, OSError):
     """A file is missing, unreadable, truncated or not of the expected format."""
 
 
+class DiskFullError(SpectralAnomalyError, OSError):
+    """The file system ran out of space while a file was written (nothing of it was kept)."""
+
+
 class ObjectNotFoundError(SpectralAnomalyError, KeyError):
     """A key, dataset path or ROOT object does not exist in a file."""
 
