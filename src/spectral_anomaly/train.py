@@ -19,6 +19,7 @@ package version, so :func:`load_model` can rebuild the model anywhere with ``map
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -99,7 +100,9 @@ def _autocast(device: str, precision: str):
     """bf16 autocast on ``device`` for ``precision: bf16``, else a context that changes nothing."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; valid precisions: {', '.join(PRECISIONS)}")
-    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
 def _validation_loss(model: torch.nn.Module, X: torch.Tensor, *, batch_size: int, seed: int, kl_weight: float,

@@ -43,7 +43,8 @@ class Autoencoder(nn.Module):
 
     def training_loss(self, x: torch.Tensor, *, generator: torch.Generator | None = None, kl_weight: float = 1.0) -> torch.Tensor:
         """Mean over the batch of the per-spectrum sum of squared residuals (``kl_weight`` is unused)."""
-        return (self(x) - self.normalize(x)).pow(2).sum(dim=-1).mean()
+        normalized = self.normalize(x)
+        return (self.decoder(self.encoder(normalized))[..., 0, :] - normalized).pow(2).sum(dim=-1).mean()
 
     def score_batch(
         self, x: torch.Tensor, *, mc_samples: int = 1, generator: torch.Generator | None = None, bin_arrays: bool = True,
