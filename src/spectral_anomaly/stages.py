@@ -22,6 +22,8 @@ from .formats import FORMAT_VERSIONS, read_versioned_json, write_versioned_csv
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
+#: spectra the PCA baseline normalizes and scores at a time
+BASELINE_BLOCK_ROWS = 50_000
 
 
 def run_demo(config: dict[str, Any], *, hdf5_path: PathLike, root_path: PathLike) -> None:
@@ -77,14 +79,6 @@ def run_normalize(config: dict[str, Any], dataset: str, *, data_path: PathLike, 
     normalizer = SpectrumNormalizer(steps=config["normalization"]["steps"]).fit(spectra.X[train])
     log.info("dataset %s: normalization %s fitted on %d training spectra", dataset, " -> ".join(normalizer.steps), len(train))
     write_normalizer(normalizer, output, dataset=dataset)
-
-
-def _normalized_inputs(data_path: PathLike, split_path: PathLike, normalizer) -> tuple[Any, dict, np.ndarray]:
-    from .split import read_split
-
-    spectra = read_canonical(data_path)
-    split = read_split(split_path)
-    return spectra, split, normalizer.transform(spectra.X)
 
 
 def model_hyperparameters(spec: dict[str, Any], *, n_bins: int, normalization: dict[str, Any]) -> dict[str, Any]:
@@ -208,18 +202,27 @@ def run_baseline(
     )
     from .thresholds import add_threshold_flags
 
+    from .split import read_split
+
     normalizer = read_normalizer(normalization_path)
-    spectra, split, Z = _normalized_inputs(data_path, split_path, normalizer)
-    pca = PCABaseline(n_components=config["pca"]["n_components"]).fit(Z[split["train"]])
+    spectra, split = read_canonical(data_path), read_split(split_path)
+    pca = PCABaseline(n_components=config["pca"]["n_components"]).fit(normalizer.transform(spectra.X[split["train"]]))
     pca.save(model_path)
-    scores = score_pca(pca, Z, counts=spectra.X, normalizer=normalizer, variances=spectra.variances)
+    # normalized and scored block by block: the float64 temporaries of a million spectra would take gigabytes
+    parts = []
+    for start in range(0, spectra.n_spectra, BASELINE_BLOCK_ROWS):
+        block = slice(start, start + BASELINE_BLOCK_ROWS)
+        parts.append(score_pca(pca, normalizer.transform(spectra.X[block]), counts=spectra.X[block], normalizer=normalizer,
+                               variances=None if spectra.variances is None else spectra.variances[block]))
+    scores = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
     table = build_score_table(spectra, split, scores, model="pca", kind="pca")
     table, thresholds = add_threshold_flags(table, false_positive_rates=config["scoring"]["false_positive_rates"])
     write_scores(table, scores_path, kind="pca", thresholds=thresholds)
     rows = top_spectra(table, config["scoring"]["n_examples"])
-    reconstruction = normalizer.inverse_transform(pca.inverse_transform(pca.transform(Z[rows])),
+    Z = normalizer.transform(spectra.X[rows])
+    reconstruction = normalizer.inverse_transform(pca.inverse_transform(pca.transform(Z)),
                                                   totals=spectra.X[rows].astype(np.float64).sum(axis=1))
-    pulls = (pca_pulls(pca, Z[rows]) if spectra.variances is None
+    pulls = (pca_pulls(pca, Z) if spectra.variances is None
              else file_variance_pulls(spectra.X[rows].astype(np.float64), reconstruction, spectra.variances[rows]))
     write_examples(examples_path, spectra=spectra, table=table, rows=rows, reconstruction=reconstruction, pulls=pulls)
     log.info("PCA baseline (%d components) scored %d spectra of %s", len(pca.explained_variance_), spectra.n_spectra, dataset)
