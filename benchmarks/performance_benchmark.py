@@ -366,7 +366,7 @@ def pyod_scoring(X: np.ndarray, *, repeat: int, device: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 
 IO_CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 job = json.loads(sys.argv[1])
 start = time.perf_counter()
@@ -395,7 +395,9 @@ elif job["what"] == "h5py_copy":
             out[i : i + n] = buffer[:n]
     X = None
 seconds = time.perf_counter() - start
-print("RESULT " + json.dumps({"seconds": seconds, "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec
+hwm_kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print("RESULT " + json.dumps({"seconds": seconds, "maxrss_mib": hwm_kib / 1024,
                               "shape": None if X is None else list(X.shape)}))
 """
 
