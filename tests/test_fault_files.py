@@ -121,7 +121,7 @@ def test_a_failed_rename_leaves_neither_the_output_nor_a_temporary_file(results,
         stages.run_score(config, "d", "ae", data_path=results / "data.h5", split_path=results / "split.json",
                          model_path=results / "ae.pt", scores_path=tmp_path / "ae.parquet",
                          examples_path=tmp_path / "ae.examples.npz")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".ae.parquet.sha256"] or list(tmp_path.iterdir()) == [], \
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".ae.parquet.xxh128"] or list(tmp_path.iterdir()) == [], \
         "no output and no temporary file (a checksum without its file is refused as a mismatch only if the file appears)"
     assert not (tmp_path / "ae.parquet").exists()
 

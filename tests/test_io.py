@@ -428,7 +428,7 @@ def test_canonical_store_roundtrip(tmp_path, labelled_file):
     spectra.n_dropped_nonfinite = 4
     path = tmp_path / "data" / "toy.h5"
     write_canonical(spectra, path)
-    assert sorted(p.name for p in path.parent.iterdir()) == [".toy.h5.sha256", "toy.h5"], "no temporary file may be left behind"
+    assert sorted(p.name for p in path.parent.iterdir()) == [".toy.h5.xxh128", "toy.h5"], "no temporary file may be left behind"
     restored = read_canonical(path)
     assert restored.dataset == "toy"
     assert restored.X.dtype == np.float32

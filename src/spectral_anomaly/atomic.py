@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import DiskFullError
-from .integrity import wants_checksum, write_checksum
+from .integrity import SIDECAR_SUFFIX, wants_checksum, write_checksum
 
 
 def _current_umask() -> int:
@@ -81,7 +81,7 @@ def writer_tag() -> str:
     return f"{os.getpid()}@{socket.gethostname().split('.')[0]}"
 
 
-_TAG = re.compile(r"^(?:sha256\.)?(\d+)@([^.]+)\.")
+_TAG = re.compile(rf"^(?:{SIDECAR_SUFFIX}\.)?(\d+)@([^.]+)\.")
 
 
 def _process_is_running(pid: int) -> bool:
