@@ -14,6 +14,7 @@ import torch
 
 from spectral_anomaly.models import build_model
 from spectral_anomaly.models.likelihoods import Likelihood, gaussian_log_likelihood
+from spectral_anomaly.normalize import SpectrumNormalizer
 from spectral_anomaly.score import score_deep_model
 from spectral_anomaly.train import fits_on_device, train_model, validation_subset
 
@@ -116,3 +117,25 @@ def test_vae_monte_carlo_samples_go_through_the_decoder_as_one_batch():
                          seed=0, device="cpu", batch_size=40)
     assert calls[0] == (16, 40, 2), "the K samples must be decoded in one call"
     assert len(calls) == 2, "one decoder call for the K samples and one for the posterior mean"
+
+
+@pytest.mark.parametrize("hyperparameters", [
+    AE_HYPER,
+    VAE_HYPER,
+    {**VAE_HYPER, "likelihood": "gaussian_learned"},
+], ids=["ae", "vae", "vae-learned-width"])
+def test_spectra_normalized_once_give_the_loss_of_normalizing_every_batch(hyperparameters, rng):
+    """Training normalizes its spectra once, up front, where the loss needs nothing but normalized spectra."""
+    counts = rng.poisson(30.0, size=(64, 8)).astype(np.float32)
+    normalization = SpectrumNormalizer(["unit_integral", "log1p", "standardize"]).fit(counts).to_dict()
+    model = build_model({**hyperparameters, "normalization": normalization})
+    x = torch.as_tensor(counts)
+    assert model.trains_on_normalized
+    per_batch = model.training_loss(x, generator=torch.Generator().manual_seed(3))
+    once = model.training_loss(model.normalize(x), generator=torch.Generator().manual_seed(3), normalized_input=True)
+    torch.testing.assert_close(once, per_batch, rtol=0, atol=0)
+
+
+def test_a_poisson_vae_trains_on_raw_counts():
+    model = build_model({**VAE_HYPER, "likelihood": "poisson"})
+    assert not model.trains_on_normalized

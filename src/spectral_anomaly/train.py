@@ -20,6 +20,8 @@ package version, so :func:`load_model` can rebuild the model anywhere with ``map
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import logging
 import math
 import os
@@ -106,7 +108,7 @@ def _autocast(device: str, precision: str):
 
 
 def _validation_loss(model: torch.nn.Module, X: torch.Tensor, *, batch_size: int, seed: int, kl_weight: float,
-                     device: str, precision: str = "fp32") -> float:
+                     device: str, precision: str = "fp32", normalized_input: bool = False) -> float:
     """Mean per-spectrum loss over ``X`` in eval mode, with the same Monte-Carlo draws every epoch."""
     generator = torch.Generator(device=device).manual_seed(seed)
     model.eval()
@@ -114,8 +116,19 @@ def _validation_loss(model: torch.nn.Module, X: torch.Tensor, *, batch_size: int
     with torch.inference_mode(), _autocast(device, precision):
         for start in range(0, len(X), batch_size):
             batch = X[start : start + batch_size].to(device, non_blocking=True)
-            total += model.training_loss(batch, generator=generator, kl_weight=kl_weight).double() * len(batch)
+            loss = model.training_loss(batch, generator=generator, kl_weight=kl_weight, normalized_input=normalized_input)
+            total += loss.double() * len(batch)
     return float(total) / len(X)
+
+
+def _normalized(model: torch.nn.Module, X: torch.Tensor, block_rows: int = 65536) -> torch.Tensor:
+    """A copy of ``X`` (on the host) through the model's normalization layer, block by block."""
+    layer = copy.deepcopy(model.normalize).cpu()
+    X = X.clone()  # X may share its memory with the caller's array
+    with torch.no_grad():
+        for start in range(0, len(X), block_rows):
+            X[start : start + block_rows] = layer(X[start : start + block_rows])
+    return X
 
 
 class _HostBatches:
@@ -186,6 +199,9 @@ def train_model(
     subset = validation_subset(len(X_validation), validation_max_spectra, seed=seed + 3)
     validation = torch.as_tensor(X_validation if subset is None else X_validation[subset], dtype=torch.float32)
     train = torch.as_tensor(X_train, dtype=torch.float32)
+    normalized_input = bool(getattr(model, "trains_on_normalized", False))
+    if normalized_input:  # normalize once here, not in every batch of every epoch
+        train, validation = _normalized(model, train), _normalized(model, validation)
     on_device = torch.device(device).type != "cuda" or fits_on_device(
         train.nbytes + validation.nbytes, free_bytes=torch.cuda.mem_get_info(torch.device(device))[0])
     if on_device:
@@ -195,7 +211,8 @@ def train_model(
         log.info("training spectra (%.2f GB) exceed half the free GPU memory: batches are copied from pinned host memory",
                  train.nbytes / 1e9)
         gather = _HostBatches(train, batch_size=batch_size, device=device)
-    loss_function = torch.compile(model.training_loss) if compile else model.training_loss
+    loss_function = functools.partial(torch.compile(model.training_loss) if compile else model.training_loss,
+                                      normalized_input=normalized_input)
     optimizer = _make_optimizer(model, learning_rate, device)
     order_generator = torch.Generator().manual_seed(seed)
     noise_generator = torch.Generator(device=device).manual_seed(seed + 1)
@@ -230,7 +247,8 @@ def train_model(
             running += loss.detach().double() * len(batch_rows)
         train_loss = float(running) / len(train)
         validation_loss = _validation_loss(model, validation, batch_size=max(batch_size, VALIDATION_BATCH_SIZE),
-                                           seed=seed + 2, kl_weight=beta, device=device, precision=precision)
+                                           seed=seed + 2, kl_weight=beta, device=device, precision=precision,
+                                           normalized_input=normalized_input)
         seconds = time.perf_counter() - started
         if not (math.isfinite(train_loss) and math.isfinite(validation_loss)):
             if checkpoint_path is not None:  # resuming would only diverge again

@@ -41,9 +41,18 @@ class Autoencoder(nn.Module):
         """The reconstruction of ``x`` in normalized units."""
         return self.decoder(self.encoder(self.normalize(x)))[..., 0, :]
 
-    def training_loss(self, x: torch.Tensor, *, generator: torch.Generator | None = None, kl_weight: float = 1.0) -> torch.Tensor:
-        """Mean over the batch of the per-spectrum sum of squared residuals (``kl_weight`` is unused)."""
-        normalized = self.normalize(x)
+    #: the training loss needs only normalized spectra, so training may normalize them once
+    trains_on_normalized = True
+
+    def training_loss(
+        self, x: torch.Tensor, *, generator: torch.Generator | None = None, kl_weight: float = 1.0,
+        normalized_input: bool = False,
+    ) -> torch.Tensor:
+        """Mean over the batch of the per-spectrum sum of squared residuals (``kl_weight`` is unused).
+
+        ``normalized_input``: ``x`` has been through :attr:`normalize` already.
+        """
+        normalized = x if normalized_input else self.normalize(x)
         return (self.decoder(self.encoder(normalized))[..., 0, :] - normalized).pow(2).sum(dim=-1).mean()
 
     def score_batch(

@@ -87,25 +87,42 @@ class VariationalAutoencoder(nn.Module):
 
     def elbo_terms(
         self, x: torch.Tensor, *, mc_samples: int = 1, generator: torch.Generator | None = None,
+        importance_weighted: bool = True, normalized_input: bool = False,
     ) -> dict[str, torch.Tensor]:
-        """Per-spectrum ``elbo``, ``expected_log_likelihood``, ``kl``, ``iw_log_likelihood`` and ``mu``."""
-        normalized = self.normalize(x)
+        """Per-spectrum ``elbo``, ``expected_log_likelihood``, ``kl``, ``iw_log_likelihood`` and ``mu``.
+
+        ``importance_weighted=False`` leaves out ``iw_log_likelihood`` (training does not need it).
+        ``normalized_input``: ``x`` has been through :attr:`normalize` already (only where
+        :attr:`trains_on_normalized`; ``totals`` are then those of the normalized spectra).
+        """
+        normalized = x if normalized_input else self.normalize(x)
         target, totals = self.likelihood.target(x, normalized), x.sum(dim=-1)
         mu, logvar = self.encode(normalized)
         eps = torch.randn((mc_samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + (0.5 * logvar).exp() * eps  # (K, batch, latent)
         log_likelihood = self.likelihood.log_likelihood(self.decoder(z), target, totals)  # (K, batch)
         kl = kl_to_standard_normal(mu, logvar)
-        log_weights = (log_likelihood + _standard_normal_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
-                       - _standard_normal_log_density(z, mu, logvar))
-        iw = torch.logsumexp(log_weights, dim=0) - math.log(mc_samples)
         expected = log_likelihood.mean(dim=0)
-        return {"elbo": expected - kl, "expected_log_likelihood": expected, "kl": kl, "iw_log_likelihood": iw,
-                "mu": mu, "normalized": normalized, "target": target, "totals": totals}
+        terms = {"elbo": expected - kl, "expected_log_likelihood": expected, "kl": kl, "mu": mu,
+                 "normalized": normalized, "target": target, "totals": totals}
+        if importance_weighted:
+            log_weights = (log_likelihood + _standard_normal_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
+                           - _standard_normal_log_density(z, mu, logvar))
+            terms["iw_log_likelihood"] = torch.logsumexp(log_weights, dim=0) - math.log(mc_samples)
+        return terms
 
-    def training_loss(self, x: torch.Tensor, *, generator: torch.Generator | None = None, kl_weight: float = 1.0) -> torch.Tensor:
+    @property
+    def trains_on_normalized(self) -> bool:
+        """Whether the training loss needs only normalized spectra (every likelihood but Poisson's)."""
+        return self.likelihood.kind != "poisson"
+
+    def training_loss(
+        self, x: torch.Tensor, *, generator: torch.Generator | None = None, kl_weight: float = 1.0,
+        normalized_input: bool = False,
+    ) -> torch.Tensor:
         """Mean over the batch of -E_q[log p(x|z)] + kl_weight * KL (one Monte-Carlo sample)."""
-        terms = self.elbo_terms(x, mc_samples=1, generator=generator)
+        terms = self.elbo_terms(x, mc_samples=1, generator=generator, importance_weighted=False,
+                                normalized_input=normalized_input)
         return (-terms["expected_log_likelihood"] + kl_weight * terms["kl"]).mean()
 
     def score_batch(
