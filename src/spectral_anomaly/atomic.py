@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import re
@@ -97,14 +98,10 @@ def _process_is_running(pid: int) -> bool:
 def remove_stale_temporary_files(target: Path) -> None:
     """Remove temporary files of ``target`` (and of its checksum) left by killed writers on this host."""
     prefix, host = f".{target.name}.", writer_tag().split("@", 1)[1]
-    for leftover in target.parent.glob(f"{glob_escape(prefix)}*.tmp"):
+    for leftover in target.parent.glob(f"{glob.escape(prefix)}*.tmp"):
         tag = _TAG.match(leftover.name[len(prefix):])
         if tag and tag.group(2) == host and not _process_is_running(int(tag.group(1))):
             leftover.unlink(missing_ok=True)
-
-
-def glob_escape(text: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 def write_json(path: str | os.PathLike[str], payload: Any) -> None:
