@@ -16,7 +16,7 @@ from spectral_anomaly.models import build_model
 from spectral_anomaly.models.likelihoods import Likelihood, gaussian_log_likelihood
 from spectral_anomaly.normalize import SpectrumNormalizer
 from spectral_anomaly.score import score_deep_model
-from spectral_anomaly.train import fits_on_device, train_model, validation_subset
+from spectral_anomaly.train import _normalized, fits_on_device, train_model, validation_subset
 
 AE_HYPER = {"kind": "autoencoder", "n_bins": 8, "hidden": [16], "latent_dim": 2, "activation": "tanh"}
 VAE_HYPER = {"kind": "vae", "n_bins": 8, "hidden": [16], "latent_dim": 2, "activation": "tanh", "sigma_x": 0.3}
@@ -134,6 +134,20 @@ def test_spectra_normalized_once_give_the_loss_of_normalizing_every_batch(hyperp
     per_batch = model.training_loss(x, generator=torch.Generator().manual_seed(3))
     once = model.training_loss(model.normalize(x), generator=torch.Generator().manual_seed(3), normalized_input=True)
     torch.testing.assert_close(once, per_batch, rtol=0, atol=0)
+
+
+def test_block_wise_normalization_equals_the_layer_and_leaves_the_input_alone(rng, monkeypatch):
+    """Spectra are normalized a few rows at a time into a new tensor; the caller's array is untouched."""
+    monkeypatch.setattr("spectral_anomaly.train.NORMALIZATION_BLOCK_BYTES", 3 * 8 * 4)  # 3 rows per block
+    counts = rng.poisson(30.0, size=(10, 8)).astype(np.float32)
+    normalization = SpectrumNormalizer(["unit_integral", "standardize"]).fit(counts).to_dict()
+    model = build_model({**AE_HYPER, "normalization": normalization})
+    x = torch.as_tensor(counts)  # shares memory with counts
+    before = counts.copy()
+    normalized = _normalized(model, x)
+    with torch.no_grad():
+        torch.testing.assert_close(normalized, model.normalize(x), rtol=0, atol=0)
+    np.testing.assert_array_equal(counts, before)
 
 
 def test_a_poisson_vae_trains_on_raw_counts():

@@ -121,14 +121,20 @@ def _validation_loss(model: torch.nn.Module, X: torch.Tensor, *, batch_size: int
     return float(total) / len(X)
 
 
-def _normalized(model: torch.nn.Module, X: torch.Tensor, block_rows: int = 65536) -> torch.Tensor:
-    """A copy of ``X`` (on the host) through the model's normalization layer, block by block."""
+#: bytes of spectra normalized at a time: small enough that the allocator reuses the temporaries
+#: of one block for the next instead of mapping (and page-faulting) fresh memory for each
+NORMALIZATION_BLOCK_BYTES = 4 << 20
+
+
+def _normalized(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """A new tensor (on the host): ``X`` through the model's normalization layer, block by block."""
     layer = copy.deepcopy(model.normalize).cpu()
-    X = X.clone()  # X may share its memory with the caller's array
+    block_rows = max(1, NORMALIZATION_BLOCK_BYTES // max(1, X[:1].nbytes))
+    out = torch.empty_like(X)  # not in place: X may share its memory with the caller's array
     with torch.no_grad():
         for start in range(0, len(X), block_rows):
-            X[start : start + block_rows] = layer(X[start : start + block_rows])
-    return X
+            out[start : start + block_rows] = layer(X[start : start + block_rows])
+    return out
 
 
 class _HostBatches:
@@ -206,7 +212,7 @@ def train_model(
         train.nbytes + validation.nbytes, free_bytes=torch.cuda.mem_get_info(torch.device(device))[0])
     if on_device:
         train, validation = train.to(device), validation.to(device)
-        gather = train.__getitem__
+        gather = functools.partial(torch.index_select, train, 0)  # much faster than train[rows] on the CPU
     else:
         log.info("training spectra (%.2f GB) exceed half the free GPU memory: batches are copied from pinned host memory",
                  train.nbytes / 1e9)

@@ -53,7 +53,8 @@ class Autoencoder(nn.Module):
         ``normalized_input``: ``x`` has been through :attr:`normalize` already.
         """
         normalized = x if normalized_input else self.normalize(x)
-        return (self.decoder(self.encoder(normalized))[..., 0, :] - normalized).pow(2).sum(dim=-1).mean()
+        # squeeze, not [..., 0, :]: its backward is a view, where a select's fills a new zero tensor
+        return (self.decoder(self.encoder(normalized)).squeeze(-2) - normalized).pow(2).sum(dim=-1).mean()
 
     def score_batch(
         self, x: torch.Tensor, *, mc_samples: int = 1, generator: torch.Generator | None = None, bin_arrays: bool = True,

@@ -66,8 +66,9 @@ class Likelihood:
 
     def log_likelihood(self, output: torch.Tensor, target: torch.Tensor, totals: torch.Tensor | None = None) -> torch.Tensor:
         if self.kind == "gaussian":  # one width for every bin: no per-bin width tensor, two passes over the bins
+            # squeeze, not [..., 0, :]: its backward is a view, where a select's fills a new zero tensor
             n_bins = output.shape[-1]
-            squared = (target - output[..., 0, :]).pow(2).sum(dim=-1)
+            squared = (output.squeeze(-2) - target).pow(2).sum(dim=-1)
             return -0.5 / self.sigma_x**2 * squared - n_bins * (math.log(self.sigma_x) + 0.5 * math.log(2.0 * math.pi))
         mean, sigma = self.mean_and_sigma(output, totals)
         if self.kind == "poisson":

@@ -93,10 +93,10 @@ class VariationalAutoencoder(nn.Module):
 
         ``importance_weighted=False`` leaves out ``iw_log_likelihood`` (training does not need it).
         ``normalized_input``: ``x`` has been through :attr:`normalize` already (only where
-        :attr:`trains_on_normalized`; ``totals`` are then those of the normalized spectra).
+        :attr:`trains_on_normalized`; ``totals`` are then unknown and ``None``).
         """
         normalized = x if normalized_input else self.normalize(x)
-        target, totals = self.likelihood.target(x, normalized), x.sum(dim=-1)
+        target, totals = self.likelihood.target(x, normalized), None if normalized_input else x.sum(dim=-1)
         mu, logvar = self.encode(normalized)
         eps = torch.randn((mc_samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + (0.5 * logvar).exp() * eps  # (K, batch, latent)
