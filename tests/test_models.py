@@ -219,6 +219,29 @@ def test_pca_reconstruction_error_agrees_with_sklearn(correlated_data):
     np.testing.assert_allclose(ours.reconstruction_error(X2), expected, rtol=1e-6)
 
 
+def test_pca_fit_in_blocks_gives_sklearn_axes_variances_and_noise(correlated_data):
+    """Blocks of 7 rows of spectra far from zero (offset 1e5): the full SVD's numbers, signs included."""
+    from sklearn.decomposition import PCA
+
+    X = correlated_data[0] + 1e5
+    reference = PCA(n_components=3, svd_solver="full").fit(X)
+    ours = PCABaseline(n_components=3).fit(X, block_rows=7)
+    np.testing.assert_allclose(ours.mean_, reference.mean_, rtol=1e-12)
+    np.testing.assert_allclose(ours.explained_variance_, reference.explained_variance_, rtol=1e-6)
+    np.testing.assert_allclose(ours.components_, reference.components_, atol=1e-6)
+    assert ours.noise_variance_ == pytest.approx(reference.noise_variance_, rel=1e-6)
+
+
+def test_pca_with_fewer_spectra_than_bins_matches_sklearn():
+    X = np.random.default_rng(5).normal(size=(6, 10))
+    from sklearn.decomposition import PCA
+
+    reference = PCA(n_components=3, svd_solver="full").fit(X)
+    ours = PCABaseline(n_components=3).fit(X, block_rows=4)
+    assert ours.noise_variance_ == pytest.approx(reference.noise_variance_, rel=1e-8)
+    np.testing.assert_allclose(ours.score_samples(X), reference.score_samples(X), rtol=1e-8)
+
+
 def test_pca_fit_returns_self_and_save_load_roundtrip(correlated_data, tmp_path):
     X, X2 = correlated_data
     model = PCABaseline(n_components=3)

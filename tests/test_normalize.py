@@ -109,6 +109,33 @@ def test_fit_uses_only_the_spectra_passed(poisson_spectra):
     np.testing.assert_allclose(maxabs.transform(other), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("steps", CHAINS, ids=["+".join(c) for c in CHAINS])
+def test_fitting_in_blocks_equals_fitting_at_once(poisson_spectra, steps, monkeypatch):
+    """Spectra far from zero (mean 1e6, spread 1) in blocks of 7 rows: the same parameters as one block."""
+    X = poisson_spectra.astype(np.float64) + 1e6
+    at_once = SpectrumNormalizer(steps).fit(X).to_dict()
+    monkeypatch.setattr("spectral_anomaly.normalize.BLOCK_BYTES", 7 * X.shape[1] * 8)
+    in_blocks = SpectrumNormalizer(steps).fit(X).to_dict()
+    for once, blocks in zip(at_once["params"], in_blocks["params"]):
+        assert once.keys() == blocks.keys()
+        for key in once:
+            np.testing.assert_allclose(blocks[key], once[key], rtol=1e-10, atol=1e-9)
+    if "standardize" in steps and steps[-1] == "standardize":
+        Z = SpectrumNormalizer(steps).fit(X).transform(X).astype(np.float64)
+        np.testing.assert_allclose(Z.std(axis=0), 1.0, rtol=1e-5)
+
+
+def test_fit_on_rows_equals_fit_on_their_copy(poisson_spectra, monkeypatch):
+    monkeypatch.setattr("spectral_anomaly.normalize.BLOCK_BYTES", 5 * poisson_spectra.shape[1] * 8)
+    rows = np.array([0, 3, 4, 9, 17, 18, 25, 31, 32, 38])
+    steps = ["unit_integral", "log1p", "standardize", "center_maxabs"]
+    on_rows = SpectrumNormalizer(steps).fit(poisson_spectra, rows=rows).to_dict()
+    on_copy = SpectrumNormalizer(steps).fit(poisson_spectra[rows]).to_dict()
+    assert on_rows == on_copy
+    with pytest.raises(InvalidSpectraError, match="zero training spectra"):
+        SpectrumNormalizer(steps).fit(poisson_spectra, rows=np.array([], dtype=int))
+
+
 def test_fit_returns_self_and_default_chain(poisson_spectra):
     normalizer = SpectrumNormalizer()
     assert normalizer.fit(poisson_spectra) is normalizer

@@ -11,12 +11,15 @@ Steps (names as written in the config):
   deviation from it over all training spectra and bins (one number), so values lie in [-1, 1].
 
 Each step is fitted on the output of the steps before it. :class:`SpectrumNormalizer` follows
-the scikit-learn convention: ``fit`` returns self, learned state ends in ``_``.
+the scikit-learn convention: ``fit`` returns self, learned state ends in ``_``. Fitting reads the
+training spectra a block at a time (one pass per fitted step; means and variances are combined
+across blocks exactly, by Chan's formula), so a million spectra never exist as one float64 copy.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -26,6 +29,14 @@ from .exceptions import ConfigError, InvalidSpectraError
 from .formats import FORMAT_VERSIONS, read_versioned_json
 
 STEPS = ("unit_integral", "log1p", "standardize", "center_maxabs")
+FITTED_STEPS = ("standardize", "center_maxabs")
+#: bytes of float64 spectra held at a time while fitting (and by callers that stream spectra)
+BLOCK_BYTES = 64 << 20
+
+
+def block_rows(n_bins: int, *, itemsize: int = 8) -> int:
+    """Spectra of ``n_bins`` per block of about :data:`BLOCK_BYTES`."""
+    return max(1, BLOCK_BYTES // max(1, n_bins * itemsize))
 
 
 class SpectrumNormalizer:
@@ -46,14 +57,31 @@ class SpectrumNormalizer:
             )
         return steps
 
-    def fit(self, X: np.ndarray) -> SpectrumNormalizer:
-        """Fit every step on the training spectra ``X`` and return self."""
-        Z = np.asarray(X, dtype=np.float64)
+    def fit(self, X: np.ndarray, rows: np.ndarray | None = None) -> SpectrumNormalizer:
+        """Fit every step on the training spectra ``X`` (or only ``X[rows]``) and return self.
+
+        The spectra are read :func:`block_rows` at a time, once per fitted step, and each block is
+        passed through the steps fitted before; ``X`` itself is neither copied whole nor changed.
+        """
+        steps = self._check_steps()
+        rows = np.arange(len(X)) if rows is None else np.asarray(rows)
+        if len(rows) == 0:
+            raise InvalidSpectraError("cannot fit a normalization on zero training spectra")
+        size = block_rows(X.shape[1])
         self.params_: list[dict[str, Any]] = []
-        for step in self._check_steps():
-            params = _fit_step(step, Z)
-            self.params_.append(params)
-            Z = _forward(step, params, Z)
+
+        def blocks() -> Iterator[np.ndarray]:  # the training spectra through the steps fitted so far
+            for start in range(0, len(rows), size):
+                Z = np.asarray(X[rows[start : start + size]], dtype=np.float64)
+                for step, params in zip(steps, self.params_):
+                    Z = _forward(step, params, Z)
+                yield Z
+
+        for step in steps:
+            self.params_.append(_fit_step(step, blocks) if step in FITTED_STEPS else {})
+        if steps and steps[-1] not in FITTED_STEPS:
+            for _ in blocks():  # a pass through the whole chain, so that it checks every training value
+                pass
         self.n_bins_ = int(X.shape[1])
         return self
 
@@ -96,15 +124,35 @@ class SpectrumNormalizer:
         return normalizer
 
 
-def _fit_step(step: str, Z: np.ndarray) -> dict[str, Any]:
-    if step in ("unit_integral", "log1p"):
-        return {}
-    mean = Z.mean(axis=0)
+def moments(blocks: Iterator[np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
+    """Count, per-column mean and per-column sum of squared deviations over row blocks.
+
+    Each block's mean and squared deviations are taken about its own mean and merged with Chan's
+    formula, which is as accurate as one pass over all rows at once (no large-mean cancellation).
+    """
+    n, mean, squares = 0, np.zeros(0), np.zeros(0)
+    for Z in blocks:
+        if len(Z) == 0:
+            continue
+        block_mean = Z.mean(axis=0)
+        block_squares = ((Z - block_mean) ** 2).sum(axis=0)
+        if n == 0:
+            n, mean, squares = len(Z), block_mean, block_squares
+            continue
+        total, delta = n + len(Z), block_mean - mean
+        mean = mean + delta * (len(Z) / total)
+        squares = squares + block_squares + delta**2 * (n * len(Z) / total)
+        n = total
+    return n, mean, squares
+
+
+def _fit_step(step: str, blocks: Callable[[], Iterator[np.ndarray]]) -> dict[str, Any]:
+    n, mean, squares = moments(blocks())
     if step == "standardize":
-        std = Z.std(axis=0)
+        std = np.sqrt(squares / n)
         std = np.where(std > 1e-12 * max(float(std.max()), 1e-300), std, 1.0)
         return {"mean": mean.tolist(), "std": std.tolist()}
-    scale = float(np.abs(Z - mean).max())
+    scale = max((float(np.abs(Z - mean).max()) for Z in blocks()), default=0.0)
     return {"mean": mean.tolist(), "scale": scale if scale > 0 else 1.0}
 
 

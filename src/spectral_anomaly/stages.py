@@ -22,8 +22,6 @@ from .formats import FORMAT_VERSIONS, read_versioned_json, write_versioned_csv
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
-#: spectra the PCA baseline normalizes and scores at a time
-BASELINE_BLOCK_ROWS = 50_000
 
 
 def run_demo(config: dict[str, Any], *, hdf5_path: PathLike, root_path: PathLike) -> None:
@@ -76,7 +74,7 @@ def run_normalize(config: dict[str, Any], dataset: str, *, data_path: PathLike, 
 
     spectra = read_canonical(data_path)
     train = read_split(split_path)["train"]
-    normalizer = SpectrumNormalizer(steps=config["normalization"]["steps"]).fit(spectra.X[train])
+    normalizer = SpectrumNormalizer(steps=config["normalization"]["steps"]).fit(spectra.X, rows=train)
     log.info("dataset %s: normalization %s fitted on %d training spectra", dataset, " -> ".join(normalizer.steps), len(train))
     write_normalizer(normalizer, output, dataset=dataset)
 
@@ -190,7 +188,7 @@ def run_baseline(
 ) -> None:
     """Fit the PCA baseline on the training split and score every spectrum."""
     from .models.pca import PCABaseline
-    from .normalize import read_normalizer
+    from .normalize import block_rows, read_normalizer
     from .score import (
         build_score_table,
         file_variance_pulls,
@@ -200,18 +198,19 @@ def run_baseline(
         write_examples,
         write_scores,
     )
-    from .thresholds import add_threshold_flags
-
     from .split import read_split
+    from .thresholds import add_threshold_flags
 
     normalizer = read_normalizer(normalization_path)
     spectra, split = read_canonical(data_path), read_split(split_path)
-    pca = PCABaseline(n_components=config["pca"]["n_components"]).fit(normalizer.transform(spectra.X[split["train"]]))
+    # fitted, normalized and scored block by block: the float64 copies of a million spectra would take gigabytes
+    size, train = block_rows(spectra.n_bins), split["train"]
+    pca = PCABaseline(n_components=config["pca"]["n_components"]).fit_blocks(
+        normalizer.transform(spectra.X[train[start : start + size]]) for start in range(0, len(train), size))
     pca.save(model_path)
-    # normalized and scored block by block: the float64 temporaries of a million spectra would take gigabytes
     parts = []
-    for start in range(0, spectra.n_spectra, BASELINE_BLOCK_ROWS):
-        block = slice(start, start + BASELINE_BLOCK_ROWS)
+    for start in range(0, spectra.n_spectra, size):
+        block = slice(start, start + size)
         parts.append(score_pca(pca, normalizer.transform(spectra.X[block]), counts=spectra.X[block], normalizer=normalizer,
                                variances=None if spectra.variances is None else spectra.variances[block]))
     scores = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}

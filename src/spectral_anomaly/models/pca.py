@@ -10,11 +10,17 @@ projections p_i = u_i . r on the principal axes u_i (variances lambda_i):
 
 ``score_samples`` returns this log-likelihood (higher = more normal), as scikit-learn does; the
 anomaly score is its negative.
+
+The fit reads the training spectra in blocks and accumulates their covariance matrix (d x d,
+about a shifted origin so that large means cannot cancel digits), then takes its eigenvectors:
+the same axes and variances as an SVD of the centred data (scikit-learn's ``full`` solver, signs
+fixed the same way), without holding the data, a centred copy and the SVD's n x d factor at once.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -31,17 +37,40 @@ class PCABaseline:
     def __init__(self, n_components: int = 4) -> None:
         self.n_components = n_components
 
-    def fit(self, X: np.ndarray) -> PCABaseline:
-        from sklearn.decomposition import PCA
+    def fit(self, X: np.ndarray, block_rows: int = 16384) -> PCABaseline:
+        """Fit on the spectra ``X`` (rows), ``block_rows`` at a time."""
+        return self.fit_blocks(X[start : start + block_rows] for start in range(0, len(X), block_rows))
 
-        X = np.asarray(X, dtype=np.float64)
-        n_components = min(self.n_components, X.shape[0] - 1, X.shape[1])
-        pca = PCA(n_components=n_components, svd_solver="full").fit(X)
-        self.mean_ = pca.mean_
-        self.components_ = pca.components_
-        self.explained_variance_ = pca.explained_variance_
-        floor = NOISE_VARIANCE_FLOOR * float(self.explained_variance_.max())
-        self.noise_variance_ = max(float(pca.noise_variance_), floor)
+    def fit_blocks(self, blocks: Iterable[np.ndarray]) -> PCABaseline:
+        """Fit on the rows of every block together (one pass; each block may be dropped after use)."""
+        n, shift, sums, scatter = 0, None, None, None
+        for block in blocks:
+            Z = np.asarray(block, dtype=np.float64)
+            if len(Z) == 0:
+                continue
+            if shift is None:
+                shift = Z.mean(axis=0)
+                sums, scatter = np.zeros_like(shift), np.zeros((len(shift), len(shift)))
+            deviations = Z - shift
+            sums += deviations.sum(axis=0)
+            scatter += deviations.T @ deviations
+            n += len(Z)
+        if n < 2:
+            raise ValueError(f"the PCA baseline needs at least 2 training spectra, got {n}")
+        offset = sums / n
+        covariance = (scatter - n * np.outer(offset, offset)) / (n - 1)
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+        rank = min(n, len(shift))  # the SVD of n centred rows has min(n, d) singular values
+        variances = np.clip(eigenvalues[::-1][:rank], 0.0, None)
+        axes = eigenvectors[:, ::-1].T
+        q = min(self.n_components, n - 1, len(shift))
+        components = axes[:q]
+        components *= np.sign(components[np.arange(q), np.abs(components).argmax(axis=1)])[:, None]
+        self.mean_ = shift + offset
+        self.components_ = components
+        self.explained_variance_ = variances[:q]
+        noise_variance = float(variances[q:].mean()) if q < rank else 0.0
+        self.noise_variance_ = max(noise_variance, NOISE_VARIANCE_FLOOR * float(self.explained_variance_.max()))
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
