@@ -64,7 +64,7 @@ class PCABaseline:
         variances = np.clip(eigenvalues[::-1][:rank], 0.0, None)
         axes = eigenvectors[:, ::-1].T
         q = min(self.n_components, n - 1, len(shift))
-        components = axes[:q]
+        components = np.ascontiguousarray(axes[:q])
         components *= np.sign(components[np.arange(q), np.abs(components).argmax(axis=1)])[:, None]
         self.mean_ = shift + offset
         self.components_ = components
