@@ -1,7 +1,8 @@
-"""Shared fixtures: the third-party data folder and small random spectra."""
+"""Shared fixtures: the third-party data folder, small random spectra and a tiny demo config."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +55,25 @@ def latent_spectra() -> np.ndarray:
     z = generator.normal(size=(200, 2))
     mixing = generator.normal(size=(2, 8))
     return (np.tanh(z @ mixing) + 0.05 * generator.normal(size=(200, 8))).astype(np.float32)
+
+
+#: a small run on the built-in demo data (300 spectra x 32 bins, one tiny model) for stage tests
+TINY_DEMO_CONFIG = {
+    "run_name": "t",
+    "demo": {"seed": 3, "n_spectra": 300, "n_bins": 32, "anomaly_fraction": 0.1},
+    "datasets": {"d": {"format": "hdf5_array", "path": "demo://spectra.h5", "dataset": "spectra",
+                       "metadata_group": "metadata", "anomaly_label": "anomaly_kind != 0"}},
+    "models": {"ae": {"kind": "autoencoder", "hidden": [16], "latent_dim": 2}},
+    "training": {"epochs": 3, "device": "cpu"},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_config():
+    """Makes :data:`TINY_DEMO_CONFIG` with the given top-level sections replaced, validated."""
+    from spectral_anomaly.config import validate_config
+
+    def make(**sections) -> dict:
+        return validate_config(copy.deepcopy({**TINY_DEMO_CONFIG, **sections}))
+
+    return make

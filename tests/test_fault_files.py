@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from spectral_anomaly import atomic, stages
-from spectral_anomaly.config import validate_config
 from spectral_anomaly.data import read_canonical
 from spectral_anomaly.exceptions import (
     ConfigError,
@@ -30,23 +29,16 @@ from spectral_anomaly.score import read_scores
 from spectral_anomaly.train import load_checkpoint
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "spectral_anomaly"
-CONFIG = {
-    "run_name": "t",
-    "demo": {"seed": 3, "n_spectra": 300, "n_bins": 32, "anomaly_fraction": 0.1},
-    "datasets": {"d": {"format": "hdf5_array", "path": "demo://spectra.h5", "dataset": "spectra",
-                       "metadata_group": "metadata", "anomaly_label": "anomaly_kind != 0"}},
-    "models": {"ae": {"kind": "autoencoder", "hidden": [16], "latent_dim": 2}},
-    "training": {"epochs": 3, "device": "cpu"},
-    "ingest": {"store": "copy"},
-}
 
 
-def fresh_config(**changes) -> dict:
-    return validate_config(json.loads(json.dumps({**CONFIG, **changes})))
+@pytest.fixture(scope="session")
+def fresh_config(tiny_demo_config):
+    """The tiny demo run, with a copied store unless the changes say otherwise."""
+    return lambda **changes: tiny_demo_config(**{"ingest": {"store": "copy"}, **changes})
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory) -> Path:
+def results(tmp_path_factory, fresh_config) -> Path:
     """Canonical store, split, normalization, model and score table of a tiny run of the stages."""
     out = tmp_path_factory.mktemp("stages")
     config = fresh_config()
@@ -111,7 +103,7 @@ def test_every_write_in_the_package_goes_through_atomic_path():
     assert unprotected_writes() == []
 
 
-def test_a_failed_rename_leaves_neither_the_output_nor_a_temporary_file(results, tmp_path, monkeypatch):
+def test_a_failed_rename_leaves_neither_the_output_nor_a_temporary_file(results, tmp_path, monkeypatch, fresh_config):
     def no_rename(source, target):
         raise OSError(5, "Input/output error (injected)")
 
@@ -175,7 +167,7 @@ def full_disk(tmp_path):
         subprocess.run(["umount", str(mount)], check=False)
 
 
-def test_a_full_disk_stops_ingestion_with_one_clear_line_and_leaves_nothing(full_disk, tmp_path):
+def test_a_full_disk_stops_ingestion_with_one_clear_line_and_leaves_nothing(full_disk, tmp_path, fresh_config):
     config = fresh_config(demo={"seed": 1, "n_spectra": 2000, "n_bins": 64, "anomaly_fraction": 0.1})
     stages.run_demo(config, hdf5_path=tmp_path / "raw.h5", root_path=tmp_path / "raw.root")
     config_path = tmp_path / "run.yaml"
@@ -208,7 +200,7 @@ def test_cuda_requested_without_a_gpu_is_a_clear_error_and_auto_falls_back_to_th
     assert "device: cpu (" in caplog.text
 
 
-def test_training_on_cuda_without_a_gpu_stops_before_writing_anything(results, tmp_path, monkeypatch):
+def test_training_on_cuda_without_a_gpu_stops_before_writing_anything(results, tmp_path, monkeypatch, fresh_config):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -223,7 +215,7 @@ def test_training_on_cuda_without_a_gpu_stops_before_writing_anything(results, t
 # --- inputs that change -----------------------------------------------------------------------------
 
 
-def test_a_linked_input_changed_after_ingestion_stops_the_next_stage_naming_it(tmp_path):
+def test_a_linked_input_changed_after_ingestion_stops_the_next_stage_naming_it(tmp_path, fresh_config):
     config = fresh_config(ingest={"store": "auto"})
     stages.run_demo(config, hdf5_path=tmp_path / "raw.h5", root_path=tmp_path / "raw.root")
     stages.run_ingest(config, "d", input_paths=[tmp_path / "raw.h5"], output=tmp_path / "data.h5")

@@ -6,22 +6,15 @@ import numpy as np
 import pytest
 
 from spectral_anomaly import stages
-from spectral_anomaly.config import validate_config
 from spectral_anomaly.exceptions import TrainingError
 from spectral_anomaly.models.pca import PCABaseline
 from spectral_anomaly.score import pca_pulls
 
 
 @pytest.fixture()
-def prepared(tmp_path):
-    config = validate_config({
-        "run_name": "t",
-        "demo": {"seed": 3, "n_spectra": 300, "n_bins": 32, "anomaly_fraction": 0.1},
-        "datasets": {"d": {"format": "hdf5_array", "path": "demo://spectra.h5", "dataset": "spectra",
-                           "metadata_group": "metadata", "anomaly_label": "anomaly_kind != 0"}},
-        "models": {"vae": {"kind": "vae", "hidden": [16], "latent_dim": 2}},
-        "training": {"epochs": 5, "device": "cpu"},
-    })
+def prepared(tmp_path, tiny_demo_config):
+    config = tiny_demo_config(models={"vae": {"kind": "vae", "hidden": [16], "latent_dim": 2}},
+                              training={"epochs": 5, "device": "cpu"})
     stages.run_demo(config, hdf5_path=tmp_path / "raw.h5", root_path=tmp_path / "raw.root")
     stages.run_ingest(config, "d", input_paths=[tmp_path / "raw.h5"], output=tmp_path / "data.h5")
     stages.run_split(config, "d", data_path=tmp_path / "data.h5", output=tmp_path / "split.json")
