@@ -37,9 +37,12 @@ class PCABaseline:
     def __init__(self, n_components: int = 4) -> None:
         self.n_components = n_components
 
-    def fit(self, X: np.ndarray, block_rows: int = 16384) -> PCABaseline:
-        """Fit on the spectra ``X`` (rows), ``block_rows`` at a time."""
-        return self.fit_blocks(X[start : start + block_rows] for start in range(0, len(X), block_rows))
+    def fit(self, X: np.ndarray, block_rows: int | None = None) -> PCABaseline:
+        """Fit on the spectra ``X`` (rows), ``block_rows`` at a time (default: 64 MB of float64)."""
+        from ..normalize import block_rows as default_block_rows
+
+        size = block_rows or default_block_rows(X.shape[1])
+        return self.fit_blocks(X[start : start + size] for start in range(0, len(X), size))
 
     def fit_blocks(self, blocks: Iterable[np.ndarray]) -> PCABaseline:
         """Fit on the rows of every block together (one pass; each block may be dropped after use)."""
