@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path
-from .exceptions import ConfigError, InputFileError, SpectralAnomalyError
+from .exceptions import InputFileError, SpectralAnomalyError
 from .formats import FORMAT_VERSIONS, check_format_version
 
 #: bytes of one HDF5 chunk of X (whole rows): large enough to read at full speed
@@ -200,22 +200,10 @@ def _read_column(stored: Any) -> Any:
 
 
 def evaluate_metadata_expression(metadata: pd.DataFrame, expression: str, *, dataset: str, key: str) -> np.ndarray:
-    """Evaluate a boolean expression over metadata columns (e.g. ``y == 0``), one value per spectrum."""
-    try:
-        result = metadata.eval(expression, engine="python")
-    except (pd.errors.UndefinedVariableError, NameError, KeyError) as error:
-        raise ConfigError(
-            f"dataset {dataset!r}: {key} {expression!r} refers to an unknown column ({error}); "
-            f"metadata columns: {', '.join(map(str, metadata.columns))}"
-        ) from None
-    except (SyntaxError, ValueError, TypeError, AttributeError) as error:
-        raise ConfigError(f"dataset {dataset!r}: {key} {expression!r} is not a valid expression: {error}") from None
-    values = np.asarray(result)
-    if values.dtype.kind in "iuf" and values.shape == (len(metadata),) and np.isin(values, (0, 1)).all():
-        values = values.astype(bool)  # a 0/1 column named on its own, e.g. "is_bad"
-    if values.shape != (len(metadata),) or values.dtype != bool:
-        raise ConfigError(
-            f"dataset {dataset!r}: {key} {expression!r} must give one true/false value per spectrum "
-            f"(e.g. 'anomaly_kind != 0'), got dtype {values.dtype} and shape {values.shape}"
-        )
-    return values
+    """Evaluate a boolean expression over metadata columns (e.g. ``y == 0``), one value per spectrum.
+
+    The expression is parsed and checked by :mod:`.expressions`, never executed as code.
+    """
+    from .expressions import evaluate_boolean_expression
+
+    return evaluate_boolean_expression(expression, metadata, key=f"datasets.{dataset}.{key}")
