@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add(sub, "demo", "generate the built-in demo spectra as HDF5 and ROOT", "hdf5", "root", dataset=False)
     ingest = _add(sub, "ingest", "stream raw files into the canonical store", "output")
     ingest.add_argument("--input", nargs="+", required=True, help="raw file(s) of the dataset, concatenated in order")
-    ingest.add_argument("--checksums", default="{}", help="JSON mapping of raw file to sha256, to skip hashing again")
+    ingest.add_argument("--checksums", default="{}",
+                        help="JSON mapping of raw file to its sha256, or to {sha256, bytes, mtime_ns} as the workflow "
+                             "took them at its start: skips hashing again and refuses a file that changed since")
     _add(sub, "split", "split spectra into train, validation and test", "data", "output")
     _add(sub, "normalize", "fit the normalization on the training split", "data", "split", "output")
     train = _add(sub, "train", "train one model", "data", "split", "normalization", "model_file", "history", "summary",

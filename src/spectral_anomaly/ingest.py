@@ -34,10 +34,10 @@ from .data import (
     rows_per_chunk,
     write_store_contents,
 )
-from .exceptions import InvalidSpectraError
+from .exceptions import InputFileError, InvalidSpectraError
 from .io import RawSpectra, open_raw_spectra
 from .io.hdf5_mapping import mapped_row_blocks, row_regions
-from .provenance import sha256_file
+from .provenance import file_state, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -170,20 +170,67 @@ def _scan(
     return keep
 
 
-def _link(handle: Any, sources: list[tuple[str, RawSpectra]]) -> list[dict[str, Any]]:
-    """Make ``X`` a virtual dataset over the sources' rows; return what it links to."""
+def _virtual_source_name(name: str) -> str:
+    """``name`` as HDF5 reads a virtual dataset's source file or dataset name: a printf-like pattern
+    (``%b`` is a block number), so a literal percent sign is written ``%%``."""
+    return name.replace("%", "%%")
+
+
+def _link(
+    handle: Any, sources: list[tuple[str, RawSpectra]], states: dict[str, tuple[int, int]],
+) -> list[dict[str, Any]]:
+    """Make ``X`` a virtual dataset over the sources' rows; return what it links to (with the size and
+    modification time each file had when ingestion started, which every read of the store checks)."""
     first = sources[0][1]
     n_total = sum(raw.n_spectra for _, raw in sources)
     layout = h5py.VirtualLayout(shape=(n_total, first.n_bins), dtype=np.float32, maxshape=(n_total, first.n_bins))
     linked, offset = [], 0
     for path, raw in sources:
         absolute = os.path.abspath(path)
-        layout[offset : offset + raw.n_spectra] = h5py.VirtualSource(absolute, raw.counts.name, shape=raw.counts.shape)
-        stat = os.stat(absolute)
-        linked.append({"path": absolute, "dataset": raw.counts.name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+        layout[offset : offset + raw.n_spectra] = h5py.VirtualSource(
+            _virtual_source_name(absolute), _virtual_source_name(raw.counts.name), shape=raw.counts.shape)
+        size, mtime_ns = states[path]
+        linked.append({"path": absolute, "dataset": raw.counts.name, "bytes": size, "mtime_ns": mtime_ns})
         offset += raw.n_spectra
     handle.create_virtual_dataset("X", layout)
     return linked
+
+
+def source_checksums(
+    paths: Sequence[str | os.PathLike[str]], checksums: dict[str, Any] | None,
+) -> tuple[dict[str, str], dict[str, tuple[int, int]]]:
+    """The sha256 of every input and its state (size, mtime) now, before it is read.
+
+    ``checksums`` maps a path to its sha256, or to the fingerprint the workflow took at its start
+    (``{"sha256", "bytes", "mtime_ns"}``, :func:`.provenance.input_fingerprint`); a file whose size or
+    modification time no longer match that fingerprint has changed since and is refused, since the
+    version's name and manifest record the old checksum. Paths without one are hashed here.
+    """
+    sha256, states = {}, {}
+    for path in map(str, paths):
+        states[path] = file_state(path)
+        recorded = (checksums or {}).get(path)
+        if isinstance(recorded, dict):
+            if states[path] != (recorded["bytes"], recorded["mtime_ns"]):
+                raise InputFileError(
+                    f"{path}: changed since the workflow started (size or modification time differ from when its "
+                    "checksum was taken); run the workflow again, which gives the new content its own result version"
+                )
+            recorded = recorded["sha256"]
+        sha256[path] = recorded or sha256_file(path)
+        if not recorded and file_state(path) != states[path]:
+            raise InputFileError(f"{path}: changed while its checksum was taken; run again once it is complete")
+    return sha256, states
+
+
+def _check_unchanged(states: dict[str, tuple[int, int]]) -> None:
+    """Refuse inputs that changed while they were read: the store would mix old and new content."""
+    for path, state in states.items():
+        if file_state(path) != state:
+            raise InputFileError(
+                f"{path}: changed while it was being ingested; nothing was written. Run the workflow again once "
+                "the file is complete (it then gets a result version of its own)"
+            )
 
 
 def ingest_to_store(
@@ -192,18 +239,21 @@ def ingest_to_store(
     *,
     paths: Sequence[str | os.PathLike[str]],
     output: str | os.PathLike[str],
-    checksums: dict[str, str] | None = None,
+    checksums: dict[str, Any] | None = None,
     require_counts: bool = False,
     store: str = "auto",
 ) -> dict[str, Any]:
     """Ingest ``paths`` (one dataset) into the canonical store at ``output``; return a summary.
 
-    ``checksums`` (path -> sha256) avoids hashing inputs that the caller already hashed.
-    ``require_counts`` refuses negative values (for normalizations that need counts). ``store``
-    is ``auto`` (link float32 HDF5 inputs, copy the rest) or ``copy`` (always copy).
+    ``checksums`` (path -> sha256, or the workflow's fingerprint, see :func:`source_checksums`) avoids
+    hashing inputs that the caller already hashed; either way the checksum recorded is that of the
+    bytes read, since a file that changes before or while it is read is refused. ``require_counts``
+    refuses negative values (for normalizations that need counts). ``store`` is ``auto`` (link
+    float32 HDF5 inputs, copy the rest) or ``copy`` (always copy).
     """
     policy = dataset.get("nonfinite", "error")
     started = time.perf_counter()
+    sha256, states = source_checksums(paths, checksums)
     with contextlib.ExitStack() as stack:
         sources = []
         for path in paths:
@@ -220,7 +270,7 @@ def ingest_to_store(
             if store == "auto" and all(_linkable(raw) for _, raw in sources):
                 keep = _scan(name, sources, policy=policy, require_counts=require_counts, X=None)
                 if keep is not None:
-                    linked = _link(handle, sources)
+                    linked = _link(handle, sources, states)
             if keep is None:
                 X = create_spectra_dataset(handle, "X", n_rows=n_total, n_bins=first.n_bins)
                 keep = _scan(name, sources, policy=policy, require_counts=require_counts, X=X)
@@ -236,9 +286,9 @@ def ingest_to_store(
             write_store_contents(
                 handle, dataset=name, bin_edges=first.bin_edges, metadata=kept,
                 labels=None if labels is None else labels[keep],
-                source_sha256={str(p): (checksums or {}).get(str(p)) or sha256_file(p) for p in paths},
-                n_dropped_nonfinite=n_total - written, linked_sources=linked,
+                source_sha256=sha256, n_dropped_nonfinite=n_total - written, linked_sources=linked,
             )
+            _check_unchanged(states)
     seconds = time.perf_counter() - started
     summary = {"dataset": name, "n_spectra": written, "n_bins": first.n_bins, "n_dropped_nonfinite": n_total - written,
                "n_anomalous": None if labels is None else int(labels[keep].sum()), "linked": bool(linked),

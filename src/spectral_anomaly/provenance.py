@@ -71,6 +71,30 @@ def cached_sha256(path: str | os.PathLike[str], *, cache_file: str | os.PathLike
     return checksum
 
 
+def file_state(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(size in bytes, modification time in ns)``: what tells a changed file without reading it."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: file not found") from None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def input_fingerprint(path: str | os.PathLike[str], *, cache_file: str | os.PathLike[str]) -> dict[str, Any]:
+    """The sha256 of ``path`` (see :func:`cached_sha256`) with the size and modification time it belongs to.
+
+    Ingestion compares the file's state with these before and after reading it, so the checksum a
+    version records is always that of the bytes it ingested. A file that changes while it is hashed
+    is refused.
+    """
+    before = file_state(path)
+    checksum = cached_sha256(path, cache_file=cache_file)
+    if file_state(path) != before:
+        raise InputFileError(f"{path}: changed while its checksum was taken (is it still being written?); "
+                             "wait until it is complete, then run again")
+    return {"sha256": checksum, "bytes": before[0], "mtime_ns": before[1]}
+
+
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no whitespace: equal values give equal strings."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)

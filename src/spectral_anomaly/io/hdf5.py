@@ -33,6 +33,7 @@ from .raw import (
     check_spectra_shape,
     source_metadata,
     uniform_edges,
+    with_input_metadata,
 )
 
 
@@ -68,10 +69,17 @@ def _all_paths(handle: Any, kind: str) -> list[str]:
 
 
 def _get_object(handle: Any, key: str, *, path: str | os.PathLike[str], kind: str) -> Any:
+    """The group or dataset ``key`` of the open file ``handle``, checked to lie wholly inside the file."""
     import h5py
 
     wanted = h5py.Dataset if kind == "dataset" else h5py.Group
-    obj = handle.get(key)
+    try:
+        obj = handle.get(key)
+    except (KeyError, OSError) as error:  # e.g. an external link to a file that does not exist
+        obj = None
+        if _external_link_on(handle, key) is None:
+            raise InputFileError(f"{path}: cannot open {kind} {key!r} (corrupt?): {error}") from None
+    _check_inside_file(handle, key, obj, path=path)
     if not isinstance(obj, wanted):
         what = "has no" if obj is None else f"has {key!r}, but it is not a"
         raise ObjectNotFoundError(
@@ -79,6 +87,66 @@ def _get_object(handle: Any, key: str, *, path: str | os.PathLike[str], kind: st
             f"{closest_first(key, _all_paths(handle, kind))}"
         )
     return obj
+
+
+def _members(group: Any, *, path: str | os.PathLike[str]) -> list[tuple[str, Any]]:
+    """``(name, object)`` of every member of ``group``, each checked to lie inside the file."""
+    return [(name, _get_object(group, name, path=path, kind="dataset")) for name in group]
+
+
+def _external_link_on(handle: Any, key: str, *, depth: int = 0) -> tuple[str, Any] | None:
+    """``(its path, link)`` of the first external link on the way to ``key`` (each part of the path, soft
+    links followed), else None."""
+    import h5py
+
+    group, parts = handle, [part for part in key.split("/") if part]
+    for part in parts:
+        try:
+            link = group.get(part, getlink=True)
+        except (KeyError, OSError):
+            return None
+        if isinstance(link, h5py.ExternalLink):
+            return f"{group.name.rstrip('/')}/{part}", link
+        if isinstance(link, h5py.SoftLink) and depth < 32:
+            target = _external_link_on(handle.file, link.path, depth=depth + 1)
+            if target is not None:
+                return target
+        try:
+            group = group[part]
+        except (KeyError, OSError):
+            return None
+        if not isinstance(group, h5py.Group):
+            return None
+    return None
+
+
+def _check_inside_file(handle: Any, key: str, obj: Any, *, path: str | os.PathLike[str]) -> None:
+    """Refuse an object that is reached through an external link, or a dataset whose data live in other
+    files (HDF5 external storage or a virtual dataset): an input file must never make the pipeline read
+    another file. The message names the object and where it points."""
+    import h5py
+
+    name = f"{getattr(handle, 'name', '/').rstrip('/')}/{key.strip('/')}"
+    remedy = "copy the data into the file itself (e.g. h5py: f.create_dataset(name, data=dset[()])), then ingest it"
+    found = _external_link_on(handle, key)
+    if found is not None or (obj is not None and obj.file.filename != handle.file.filename):
+        link_path, link = found if found is not None else (name, None)
+        where = f"{link.filename}:{link.path}" if link is not None else obj.file.filename
+        via = "is" if link_path == name else f"lies behind {link_path!r},"
+        raise InputFileError(f"{path}: {name!r} {via} an HDF5 external link to {where}; input files may not point "
+                             f"to other files; {remedy}")
+    if not isinstance(obj, h5py.Dataset):
+        return
+    if obj.is_virtual:
+        sources = sorted({f"{source.file_name}:{source.dset_name}" for source in obj.virtual_sources()})
+        raise InputFileError(f"{path}: {name!r} is an HDF5 virtual dataset over {', '.join(sources)}; input files "
+                             f"may not point to other files; {remedy}")
+    plist = obj.id.get_create_plist()
+    if plist.get_external_count():
+        files = [plist.get_external(i)[0] for i in range(plist.get_external_count())]
+        shown = ", ".join(f.decode(errors="replace") if isinstance(f, bytes) else str(f) for f in files)
+        raise InputFileError(f"{path}: {name!r} keeps its data in external file(s) {shown}; input files may not "
+                             f"point to other files; {remedy}")
 
 
 def _read_array(dataset: Any, *, path: str | os.PathLike[str]) -> np.ndarray:
@@ -128,7 +196,7 @@ class _FixedFrameColumns:
         n_blocks = int(group.attrs.get("nblocks", 0))
         if n_blocks == 0:
             raise InvalidSpectraError(f"{path}: pandas key {key!r} holds no columns")
-        self.blocks = [group[f"block{i}_values"] for i in range(n_blocks)]
+        self.blocks = [_get_object(group, f"block{i}_values", path=path, kind="dataset") for i in range(n_blocks)]
         for values in self.blocks:
             if _is_pickled(values):
                 raise InvalidSpectraError(
@@ -140,9 +208,12 @@ class _FixedFrameColumns:
             raise InvalidSpectraError(f"{path}: pandas key {key!r} has inconsistent blocks (corrupt file?)")
         self.order = None
         if n_blocks > 1:
-            items = [item for i in range(n_blocks) for item in _decode(_read_array(group[f"block{i}_items"], path=path))]
+            items = [item for i in range(n_blocks)
+                     for item in _decode(_read_array(_get_object(group, f"block{i}_items", path=path, kind="dataset"),
+                                                     path=path))]
             position = {item: i for i, item in enumerate(items)}
-            self.order = [position[item] for item in _decode(_read_array(group["axis0"], path=path))]
+            axis = _get_object(group, "axis0", path=path, kind="dataset")
+            self.order = [position[item] for item in _decode(_read_array(axis, path=path))]
         self.shape = (n_rows.pop(), sum(values.shape[1] for values in self.blocks))
         self.dtype = np.result_type(*[values.dtype for values in self.blocks])
 
@@ -212,7 +283,7 @@ def open_pandas_hdf5(path: str | os.PathLike[str], dataset: dict[str, Any]) -> I
                     f"{path}: metadata key {dataset['metadata_key']!r} has {len(extra)} rows but "
                     f"{key!r} has {counts.shape[0]} spectra; they must match row for row"
                 )
-            metadata = pd.concat([metadata, extra], axis=1)
+            metadata = with_input_metadata(metadata, extra, path=path)
         yield RawSpectra(counts=counts, bin_edges=uniform_edges(counts.shape[1], dataset), metadata=metadata)
 
 
@@ -223,10 +294,10 @@ def _numeric_frame(handle: Any, key: str, *, path: str | os.PathLike[str]) -> pd
         raise InvalidSpectraError(f"{path}: metadata key {key!r} must be a pandas fixed-format DataFrame")
     columns: dict[str, np.ndarray] = {}
     for i in range(int(group.attrs.get("nblocks", 0))):
-        values = group[f"block{i}_values"]
+        values = _get_object(group, f"block{i}_values", path=path, kind="dataset")
         if _is_pickled(values):
             continue
-        names = _decode(_read_array(group[f"block{i}_items"], path=path))
+        names = _decode(_read_array(_get_object(group, f"block{i}_items", path=path, kind="dataset"), path=path))
         array = _read_array(values, path=path)
         for j, name in enumerate(names):
             columns[str(name)] = array[:, j]
@@ -251,16 +322,16 @@ def open_hdf5_array(path: str | os.PathLike[str], dataset: dict[str, Any]) -> It
             edges = check_edges(_read_array(edges_obj, path=path), n_bins, path=path, obj=edges_name)
         else:
             edges = uniform_edges(n_bins, dataset)
-        metadata = source_metadata(path, name, n_spectra)
+        metadata, columns = source_metadata(path, name, n_spectra), {}
         if dataset.get("metadata_group"):
             group_name = dataset["metadata_group"].strip("/")
             group = _get_object(handle, group_name, path=path, kind="group")
-            for column, values in group.items():
+            for column, values in _members(group, path=path):
                 data = _decode(_read_array(values, path=path))
                 if data.shape != (n_spectra,):
                     raise InvalidSpectraError(
                         f"{path}: metadata dataset {values.name!r} has shape {data.shape}; "
                         f"expected ({n_spectra},), one value per spectrum"
                     )
-                metadata[column] = data
-        yield RawSpectra(counts=counts, bin_edges=edges, metadata=metadata)
+                columns[column] = data
+        yield RawSpectra(counts=counts, bin_edges=edges, metadata=with_input_metadata(metadata, columns, path=path))

@@ -1,0 +1,113 @@
+"""An input file cannot make the pipeline read another file, and odd file names work.
+
+HDF5 can keep a dataset's bytes in other files (external storage), reach objects in other files
+(external links) and map datasets of other files (virtual datasets). Each is refused by default with
+a message naming the object and where it points, and no store is left behind.
+"""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from spectral_anomaly.data import read_canonical
+from spectral_anomaly.exceptions import InputFileError
+from spectral_anomaly.ingest import ingest_to_store
+
+ARRAY = {"format": "hdf5_array", "dataset": "spectra"}
+
+
+@pytest.fixture
+def spectra() -> np.ndarray:
+    return np.random.default_rng(0).poisson(20.0, size=(40, 16)).astype(np.float32)
+
+
+@pytest.fixture
+def other_file(tmp_path, spectra):
+    """A second HDF5 file the crafted inputs point into."""
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as handle:
+        handle["spectra"] = spectra
+        handle["meta/run"] = np.arange(len(spectra))
+    return path
+
+
+def _write(path, build):
+    with h5py.File(path, "w") as handle:
+        build(handle)
+    return path
+
+
+def _virtual(handle, name, source, dataset, shape, dtype):
+    layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
+    layout[...] = h5py.VirtualSource(str(source), dataset, shape=shape)
+    handle.create_virtual_dataset(name, layout)
+
+
+CRAFTED = {
+    "external storage": (
+        lambda h, other, X: h.create_dataset("spectra", shape=X.shape, dtype="f4",
+                                             external=[("/etc/passwd", 0, h5py.h5f.UNLIMITED)]),
+        ARRAY, "keeps its data in external file(s) /etc/passwd"),
+    "external link": (
+        lambda h, other, X: h.__setitem__("spectra", h5py.ExternalLink(str(other), "spectra")),
+        ARRAY, "is an HDF5 external link to"),
+    "dangling external link": (
+        lambda h, other, X: h.__setitem__("spectra", h5py.ExternalLink("missing.h5", "spectra")),
+        ARRAY, "external link to missing.h5:spectra"),
+    "external link to a group": (
+        lambda h, other, X: h.__setitem__("group", h5py.ExternalLink(str(other), "/")),
+        {**ARRAY, "dataset": "group/spectra"}, "lies behind '/group'"),
+    "soft link through an external link": (
+        lambda h, other, X: (h.__setitem__("elsewhere", h5py.ExternalLink(str(other), "/")),
+                             h.__setitem__("spectra", h5py.SoftLink("/elsewhere/spectra"))),
+        ARRAY, "lies behind '/elsewhere'"),
+    "external link among the metadata": (
+        lambda h, other, X: (h.__setitem__("spectra", X), h.__setitem__("meta/run", h5py.ExternalLink(str(other), "meta/run"))),
+        {**ARRAY, "metadata_group": "meta"}, "'/meta/run' is an HDF5 external link"),
+    "virtual dataset": (
+        lambda h, other, X: _virtual(h, "spectra", other, "spectra", X.shape, "f4"),
+        ARRAY, "is an HDF5 virtual dataset over"),
+    "virtual bin edges": (
+        lambda h, other, X: (h.__setitem__("spectra", X), _virtual(h, "edges", other, "meta/run", (17,), "i8")),
+        {**ARRAY, "bin_edges_dataset": "edges"}, "'/edges' is an HDF5 virtual dataset"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED))
+def test_inputs_pointing_to_other_files_are_refused(case, tmp_path, other_file, spectra):
+    build, dataset, expected = CRAFTED[case]
+    raw = _write(tmp_path / "crafted.h5", lambda handle: build(handle, other_file, spectra))
+    store = tmp_path / "store" / "d.h5"
+    with pytest.raises(InputFileError) as info:
+        ingest_to_store("d", {**dataset, "path": str(raw)}, paths=[raw], output=store)
+    message = str(info.value)
+    assert expected in message and str(raw) in message and "\n" not in message
+    assert "may not point to other files" in message
+    assert not store.parent.exists() or not any(store.parent.iterdir()), "nothing is left behind"
+
+
+def test_a_pandas_file_with_an_external_block_is_refused(tmp_path, other_file, spectra):
+    path = tmp_path / "frame.h5"
+    pd.DataFrame(spectra).to_hdf(path, key="data", format="fixed")
+    with h5py.File(path, "a") as handle:
+        del handle["data/block0_values"]
+        handle["data/block0_values"] = h5py.ExternalLink(str(other_file), "spectra")
+    with pytest.raises(InputFileError, match="'/data/block0_values' is an HDF5 external link"):
+        ingest_to_store("d", {"format": "pandas_hdf5", "key": "data"}, paths=[path], output=tmp_path / "s.h5")
+
+
+@pytest.mark.parametrize("name", ["run{1}.h5", "100%_dose.h5", "run%b%%x.h5", "with space.h5", "spektrum-ä-π.h5"])
+@pytest.mark.parametrize("store", ["auto", "copy"])
+def test_odd_file_names_are_ingested_and_linked(name, store, tmp_path, spectra):
+    folder = tmp_path / "odd {folder} 50%"
+    folder.mkdir()
+    raw = _write(folder / name, lambda handle: handle.__setitem__("spectra", spectra))
+    out = tmp_path / "d.h5"
+    summary = ingest_to_store("d", {**ARRAY, "path": str(raw)}, paths=[raw], output=out, store=store)
+    assert summary["linked"] is (store == "auto")
+    stored = read_canonical(out)
+    np.testing.assert_array_equal(stored.X, spectra)
+    assert stored.metadata["source_file"].iloc[0] == str(raw)
