@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..exceptions import ConfigError, InputFileError
-from .csv import read_csv_spectra
+from .csv import count_csv_bins, read_csv_spectra
 from .hdf5 import open_hdf5_array, open_pandas_hdf5
 from .raw import RawSpectra
-from .root import read_root_histograms, read_root_tree_array, read_root_tree_flat
+from .root import count_root_bins, read_root_histograms, read_root_tree_array, read_root_tree_flat
 
 _LAZY_READERS: dict[str, Callable[[Any, dict[str, Any]], contextlib.AbstractContextManager[RawSpectra]]] = {
     "pandas_hdf5": open_pandas_hdf5,
@@ -31,6 +31,13 @@ _EAGER_READERS: dict[str, Callable[[Any, dict[str, Any]], RawSpectra]] = {
     "root_tree_flat": read_root_tree_flat,
 }
 FORMATS = tuple(sorted({*_LAZY_READERS, *_EAGER_READERS}))
+#: formats whose bins are counted without the reader (which would load the whole file); lazy readers open it
+_BIN_COUNTERS: dict[str, Callable[[Any, dict[str, Any]], int]] = {
+    "csv": count_csv_bins,
+    "root_th1": count_root_bins,
+    "root_tree_array": count_root_bins,
+    "root_tree_flat": count_root_bins,
+}
 
 
 @contextlib.contextmanager
@@ -44,6 +51,14 @@ def open_raw_spectra(path: str | os.PathLike[str], dataset: dict[str, Any]) -> I
         yield _EAGER_READERS[fmt](path, dataset)
     else:
         raise ConfigError(f"unknown dataset format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+
+
+def count_bins(path: str | os.PathLike[str], dataset: dict[str, Any]) -> int:
+    """The number of bins of the file's spectra, read from its structure (cheap: no spectra are read)."""
+    if dataset.get("format") in _BIN_COUNTERS:
+        return _BIN_COUNTERS[dataset["format"]](path, dataset)
+    with open_raw_spectra(path, dataset) as raw:
+        return raw.n_bins
 
 
 def read_raw_spectra(path: str | os.PathLike[str], dataset: dict[str, Any]) -> RawSpectra:
@@ -65,4 +80,4 @@ def expand_input_paths(pattern: str) -> list[str]:
     return paths
 
 
-__all__ = ["FORMATS", "RawSpectra", "expand_input_paths", "open_raw_spectra", "read_raw_spectra"]
+__all__ = ["FORMATS", "RawSpectra", "count_bins", "expand_input_paths", "open_raw_spectra", "read_raw_spectra"]

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from ..columns import input_column_names
 from ..exceptions import InvalidSpectraError
 
 
@@ -58,6 +59,22 @@ def source_metadata(path: str | os.PathLike[str], obj: str | list[str], n: int) 
         "source_object": _repeated(obj, n) if isinstance(obj, str) else obj,
         "entry": np.arange(n, dtype=np.int64),
     })
+
+
+def with_input_metadata(
+    origin: pd.DataFrame, columns: pd.DataFrame | dict[str, Any], *, path: str | os.PathLike[str],
+) -> pd.DataFrame:
+    """``origin`` (from :func:`source_metadata`) joined by the file's own metadata ``columns``, row for row.
+
+    A file column named like one of the pipeline's columns is kept as ``input_<name>``
+    (:func:`.columns.input_column_names`), so it can neither clash with nor replace them.
+    """
+    extra = columns if isinstance(columns, pd.DataFrame) else pd.DataFrame(columns)
+    if extra.shape[1] == 0:
+        return origin
+    extra = extra.reset_index(drop=True)
+    extra.columns = input_column_names(extra.columns, source=str(path))
+    return pd.concat([origin.reset_index(drop=True), extra], axis=1)
 
 
 def uniform_edges(n_bins: int, dataset: dict) -> np.ndarray:

@@ -32,6 +32,7 @@ from .raw import (
     check_spectra_shape,
     source_metadata,
     uniform_edges,
+    with_input_metadata,
 )
 
 #: ROOT classes read as one-dimensional histograms
@@ -85,13 +86,7 @@ def read_root_histograms(path: str | os.PathLike[str], dataset: dict[str, Any]) 
     flow = bool(dataset.get("flow", False))
     with open_root(path) as handle:
         classes = _classnames(handle, path=path)
-        histograms = [name for name, cls in classes.items() if cls in TH1_CLASSES]
-        names = [name for name in histograms if fnmatch.fnmatchcase(name, pattern)]
-        if not names:
-            raise ObjectNotFoundError(
-                f"{path}: no TH1 histogram matches pattern {pattern!r}; TH1 histograms in the file "
-                f"(closest first): {closest_first(pattern, histograms)}"
-            )
+        names = _matched_histograms(classes, pattern, path=path)
         counts, variances, edges = _read_histograms(handle, names, flow=flow, path=path)
         metadata = source_metadata(path, names, len(names))
         if dataset.get("metadata_tree"):
@@ -102,9 +97,20 @@ def read_root_histograms(path: str | os.PathLike[str], dataset: dict[str, Any]) 
                     f"{path}: metadata tree {dataset['metadata_tree']!r} has {len(tree_metadata)} entries but "
                     f"pattern {pattern!r} matches {len(names)} histograms; they must match entry for histogram"
                 )
-            metadata = pd.concat([metadata, tree_metadata], axis=1)
+            metadata = with_input_metadata(metadata, tree_metadata, path=path)
     return RawSpectra(counts=check_spectra_shape(counts, path=path, obj=pattern), bin_edges=edges,
                       metadata=metadata, variances=variances)
+
+
+def _matched_histograms(classes: dict[str, str], pattern: str, *, path: str | os.PathLike[str]) -> list[str]:
+    histograms = [name for name, cls in classes.items() if cls in TH1_CLASSES]
+    names = [name for name in histograms if fnmatch.fnmatchcase(name, pattern)]
+    if not names:
+        raise ObjectNotFoundError(
+            f"{path}: no TH1 histogram matches pattern {pattern!r}; TH1 histograms in the file "
+            f"(closest first): {closest_first(pattern, histograms)}"
+        )
+    return names
 
 
 def _read_histograms(handle: Any, names: list[str], *, flow: bool, path: str | os.PathLike[str]):
@@ -180,18 +186,25 @@ def read_root_tree_array(path: str | os.PathLike[str], dataset: dict[str, Any]) 
     """
     with open_root(path) as handle:
         tree = _tree(handle, dataset["tree"], _classnames(handle, path=path), path=path)
-        arrays = {name: shape for name, branch in tree.items() if (shape := _numeric_shape(branch)) and len(shape) == 1}
         name = dataset["branch"]
-        if name not in arrays:
-            raise ObjectNotFoundError(
-                f"{path}: tree {dataset['tree']!r} has no fixed-size numeric array branch {name!r}; such branches: "
-                f"{closest_first(name, arrays)}"
-            )
+        _array_branch_bins(tree, dataset, path=path)
         counts = _guarded(path, f"branch {name!r}", lambda: tree[name].array(library="np"))
         counts = check_spectra_shape(np.asarray(counts, dtype=np.float64), path=path, obj=f"{dataset['tree']}/{name}")
-        metadata = pd.concat([source_metadata(path, f"{dataset['tree']}/{name}", len(counts)),
-                              pd.DataFrame(_scalar_branches(tree, path=path))], axis=1)
+        metadata = with_input_metadata(source_metadata(path, f"{dataset['tree']}/{name}", len(counts)),
+                                       _scalar_branches(tree, path=path), path=path)
     return RawSpectra(counts=counts, bin_edges=uniform_edges(counts.shape[1], dataset), metadata=metadata)
+
+
+def _array_branch_bins(tree: Any, dataset: dict[str, Any], *, path: str | os.PathLike[str]) -> int:
+    """The length of the tree's fixed-size numeric array branch ``dataset["branch"]`` (checked to exist)."""
+    arrays = {name: shape for name, branch in tree.items() if (shape := _numeric_shape(branch)) and len(shape) == 1}
+    name = dataset["branch"]
+    if name not in arrays:
+        raise ObjectNotFoundError(
+            f"{path}: tree {dataset['tree']!r} has no fixed-size numeric array branch {name!r}; such branches: "
+            f"{closest_first(name, arrays)}"
+        )
+    return int(arrays[name][0])
 
 
 def read_root_tree_flat(path: str | os.PathLike[str], dataset: dict[str, Any]) -> RawSpectra:
@@ -204,26 +217,49 @@ def read_root_tree_flat(path: str | os.PathLike[str], dataset: dict[str, Any]) -
     with open_root(path) as handle:
         tree = _tree(handle, dataset["tree"], _classnames(handle, path=path), path=path)
         metadata_names = tuple(dataset.get("metadata_branches") or ())
-        scalars = [name for name, branch in tree.items() if _numeric_shape(branch) == ()]
-        for name in metadata_names:
-            if name not in scalars:
-                raise ObjectNotFoundError(
-                    f"{path}: tree {dataset['tree']!r} has no scalar numeric branch {name!r}; such branches: "
-                    f"{closest_first(name, scalars)}"
-                )
-        candidates = [name for name in scalars if name not in metadata_names]
-        features: list[str] = []
-        for pattern in dataset.get("branches") or ["*"]:
-            matched = [n for n in candidates if fnmatch.fnmatchcase(n, pattern) and n not in features]
-            if not matched:
-                raise ObjectNotFoundError(
-                    f"{path}: no scalar numeric branch of tree {dataset['tree']!r} matches {pattern!r}; such branches: "
-                    f"{closest_first(pattern, candidates)}"
-                )
-            features.extend(matched)
+        features = _feature_branches(tree, dataset, path=path)
         columns = [_guarded(path, f"branch {n!r}", lambda n=n: tree[n].array(library="np")) for n in features]
         counts = check_spectra_shape(np.column_stack(columns).astype(np.float64), path=path, obj=dataset["tree"])
-        metadata = source_metadata(path, dataset["tree"], len(counts))
-        for name in metadata_names:
-            metadata[name] = _guarded(path, f"branch {name!r}", lambda n=name: tree[n].array(library="np"))
+        metadata = with_input_metadata(source_metadata(path, dataset["tree"], len(counts)), {
+            name: _guarded(path, f"branch {name!r}", lambda n=name: tree[n].array(library="np")) for name in metadata_names
+        }, path=path)
     return RawSpectra(counts=counts, bin_edges=uniform_edges(counts.shape[1], dataset), metadata=metadata)
+
+
+def _feature_branches(tree: Any, dataset: dict[str, Any], *, path: str | os.PathLike[str]) -> list[str]:
+    """The scalar numeric branches that ``branches`` (default every one) selects, minus ``metadata_branches``."""
+    metadata_names = tuple(dataset.get("metadata_branches") or ())
+    scalars = [name for name, branch in tree.items() if _numeric_shape(branch) == ()]
+    for name in metadata_names:
+        if name not in scalars:
+            raise ObjectNotFoundError(
+                f"{path}: tree {dataset['tree']!r} has no scalar numeric branch {name!r}; such branches: "
+                f"{closest_first(name, scalars)}"
+            )
+    candidates = [name for name in scalars if name not in metadata_names]
+    features: list[str] = []
+    for pattern in dataset.get("branches") or ["*"]:
+        matched = [n for n in candidates if fnmatch.fnmatchcase(n, pattern) and n not in features]
+        if not matched:
+            raise ObjectNotFoundError(
+                f"{path}: no scalar numeric branch of tree {dataset['tree']!r} matches {pattern!r}; such branches: "
+                f"{closest_first(pattern, candidates)}"
+            )
+        features.extend(matched)
+    return features
+
+
+def count_root_bins(path: str | os.PathLike[str], dataset: dict[str, Any]) -> int:
+    """The number of bins the dataset's ROOT reader would give, from the file's structure and the first
+    matching histogram's axis (no spectra are read)."""
+    with open_root(path) as handle:
+        classes = _classnames(handle, path=path)
+        if dataset["format"] == "root_th1":
+            first = _matched_histograms(classes, dataset["pattern"], path=path)[0]
+            histogram = _guarded(path, f"histogram {first!r}", lambda: handle[first])
+            n_bins = int(_guarded(path, f"histogram {first!r}", lambda: histogram.member("fXaxis").member("fNbins")))
+            return n_bins + (2 if dataset.get("flow", False) else 0)
+        tree = _tree(handle, dataset["tree"], classes, path=path)
+        if dataset["format"] == "root_tree_array":
+            return _array_branch_bins(tree, dataset, path=path)
+        return len(_feature_branches(tree, dataset, path=path))

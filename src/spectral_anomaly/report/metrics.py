@@ -23,18 +23,12 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from ..columns import SCORE_COLUMNS, SIGNED_COPIES  # the score columns evaluated when present
 from ..exceptions import InputFileError, ObjectNotFoundError, closest_first
 from ..formats import FORMAT_VERSIONS, read_versioned_csv
 from ..thresholds import rate_label, threshold_entries
 from .bootstrap import N_RESAMPLES, DetectionCurves, detection_curves, exact_aucs
 
-#: score columns evaluated when present (higher = more anomalous); latent_* and flags are not scores
-SCORE_COLUMNS: tuple[str, ...] = (
-    "elbo_deviance", "negative_elbo", "iw_nll", "pca_nll", "reconstruction_error", "reconstruction_nll", "kl",
-    "latent_radius", "chi2", "max_abs_pull",
-)
-#: signed copies of a score (higher = more normal) -> the anomaly-sign column evaluated instead
-SIGNED_COPIES: dict[str, str] = {"elbo": "negative_elbo", "log_likelihood": "pca_nll"}
 #: columns every score table must have
 REQUIRED_COLUMNS: tuple[str, ...] = ("spectrum_id", "split", "anomaly_score")
 #: columns every training history must have
