@@ -23,18 +23,18 @@ def validate_config(config: dict[str, Any], *, source: str | os.PathLike[str] = 
     """Validate ``config`` against the workflow's schema in place, filling in defaults.
 
     Uses the same validator as the Snakefile, so a stage run by hand accepts exactly what the
-    workflow accepts. Without the schema (an installed package without its workflow) the config is
-    returned as it is.
+    workflow accepts, then the checks a schema cannot express (:func:`check_config_values`). Without
+    the schema (an installed package without its workflow) only those checks run.
     """
-    if not SCHEMA_PATH.exists():
-        return config
-    from snakemake.utils import validate
-    from snakemake_interface_common.exceptions import WorkflowError
+    if SCHEMA_PATH.exists():
+        from snakemake.utils import validate
+        from snakemake_interface_common.exceptions import WorkflowError
 
-    try:
-        validate(config, str(SCHEMA_PATH))
-    except WorkflowError as error:
-        raise ConfigError(f"{source}: {describe_schema_error(config) or error}") from None
+        try:
+            validate(config, str(SCHEMA_PATH))
+        except WorkflowError as error:
+            raise ConfigError(f"{source}: {describe_schema_error(config) or error}") from None
+    check_config_values(config, source=source)
     return config
 
 
@@ -72,8 +72,47 @@ def describe_schema_error(config: dict[str, Any]) -> str | None:
     return f"{where}: {error.message}; {allowed}"
 
 
+#: top-level system folders that can never hold result versions (besides the file-system root itself)
+SYSTEM_FOLDERS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/run", "/sbin", "/sys",
+                  "/usr", "/var")
+
+
+def check_results_dir(value: object) -> str:
+    """Refuse a ``results_dir`` that is empty, a file-system root or system folder, or unusable in rule patterns."""
+    allowed = ("a non-empty relative path (e.g. results) or an absolute path below a folder of your own "
+               "(e.g. /data/me/results)")
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"results_dir: {value!r} is empty; give {allowed}")
+    if any(ord(char) < 32 for char in value):
+        raise ConfigError(f"results_dir: {value!r} holds control characters (e.g. a newline); give {allowed}")
+    if "{" in value or "}" in value:
+        raise ConfigError(f"results_dir: {value!r} holds braces, which Snakemake reads as wildcards; give {allowed}")
+    resolved = Path(os.path.abspath(value))
+    if resolved.parent == resolved or str(resolved) in SYSTEM_FOLDERS:
+        raise ConfigError(f"results_dir: {value!r} is the system folder {str(resolved)!r}; give {allowed}")
+    return value
+
+
+def check_config_values(config: dict[str, Any], *, source: str | os.PathLike[str] = "config") -> None:
+    """The checks a schema cannot express: ``results_dir`` and every metadata expression (parsed, never run)."""
+    from .expressions import check_config_expressions
+
+    try:
+        check_results_dir(config.get("results_dir", "results"))
+        check_config_expressions(config)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML config file as it is, with a clear error if it is missing or not a mapping."""
+    """Read a YAML config file as it is, with a clear error if it is missing or not a mapping.
+
+    A version's ``config.yaml`` written by the workflow carries a checksum, so an edited one is refused.
+    """
+    from .integrity import verify_checksum
+
+    if os.path.isfile(path):
+        verify_checksum(path)
     try:
         with open(path) as stream:
             config = yaml.safe_load(stream)
@@ -131,6 +170,27 @@ def split_instance(config: dict[str, Any], instance: str) -> tuple[str, int]:
 def model_config(config: dict[str, Any], name: str) -> dict[str, Any]:
     """The ``models.<name>`` section; ``name`` may be a trained instance such as ``vae-seed3``."""
     return _section_entry(config, "models", split_instance(config, name)[0])
+
+
+def check_model_shapes(config: dict[str, Any], *, dataset: str, n_bins: int) -> None:
+    """Refuse latent spaces that are not smaller than the spectra of ``dataset`` (``n_bins`` bins).
+
+    A latent dimension (or number of principal components) at or above the number of bins can copy
+    every spectrum unchanged and so cannot tell an anomaly from a normal spectrum.
+    """
+    if n_bins < 2:
+        raise ConfigError(
+            f"dataset {dataset!r}: its spectra have {n_bins} bin; every model needs at least 2 bins to learn a shape "
+            "from (check the dataset's object, branch or bin_columns)"
+        )
+    sizes = [(f"models.{name}.latent_dim", spec.get("latent_dim")) for name, spec in (config.get("models") or {}).items()]
+    sizes.append(("pca.n_components", (config.get("pca") or {}).get("n_components")))
+    for key, size in sizes:
+        if size is not None and size >= n_bins:
+            raise ConfigError(
+                f"{key} is {size}, but dataset {dataset!r} has spectra of {n_bins} bins; a latent space must be "
+                f"smaller than the spectrum: choose {key.rsplit('.', 1)[1]} from 1 to {n_bins - 1}"
+            )
 
 
 def check_report_options(config: dict[str, Any], *, source: str | os.PathLike[str] = "config") -> None:

@@ -124,6 +124,40 @@ class SpectrumNormalizer:
         return normalizer
 
 
+def check_training_variation(
+    normalizer: SpectrumNormalizer, X: np.ndarray, rows: np.ndarray, *, dataset: str,
+) -> int:
+    """Refuse training spectra in which no bin varies after normalization; return how many bins never vary.
+
+    Spectra that are all zero, all identical, or identical once normalized (e.g. one bin divided by
+    its own total) leave every model nothing to learn, and every likelihood a zero variance: the run
+    stops here, before any training, rather than report non-finite or meaningless scores. Bins that
+    never vary while others do are only logged (they are centred and carry no information).
+    """
+    rows = np.asarray(rows)
+    size = block_rows(X.shape[1])
+    empty = 0
+
+    def blocks() -> Iterator[np.ndarray]:
+        nonlocal empty
+        for start in range(0, len(rows), size):
+            block = np.asarray(X[rows[start : start + size]], dtype=np.float64)
+            empty += int((block == 0).all(axis=1).sum())
+            yield normalizer.transform(block).astype(np.float64)
+
+    n, _, squares = moments(blocks())
+    constant = squares <= 1e-12 * max(float(squares.max(initial=0.0)), 1e-300)
+    if n and (constant.all() or not squares.any()):
+        zeros = f"; {empty} of them are all zero" if empty else ""
+        raise InvalidSpectraError(
+            f"dataset {dataset!r}: its {n} training spectra are identical after normalization "
+            f"({' -> '.join(normalizer.steps) or 'none'}): none of the {X.shape[1]} bins varies{zeros}, so there is "
+            "no normal variation to learn. Check the input (file, key, selected columns) and train_selection, or "
+            "choose normalization steps that keep the differences between spectra"
+        )
+    return int(constant.sum())
+
+
 def moments(blocks: Iterator[np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
     """Count, per-column mean and per-column sum of squared deviations over row blocks.
 

@@ -22,7 +22,8 @@ import pandas as pd
 
 from .atomic import atomic_path
 from .data import CanonicalSpectra
-from .exceptions import InputFileError, SpectralAnomalyError
+from .columns import INPUT_PREFIX, TABLE_COLUMNS
+from .exceptions import InputFileError, InvalidSpectraError, SpectralAnomalyError
 from .formats import FORMAT_VERSIONS, check_format_version
 from .split import split_labels
 
@@ -136,7 +137,19 @@ def pca_pulls(pca, X_normalized: np.ndarray) -> np.ndarray:
 def build_score_table(
     spectra: CanonicalSpectra, split: dict[str, np.ndarray], scores: dict[str, np.ndarray], *, model: str, kind: str
 ) -> pd.DataFrame:
-    """Assemble the per-spectrum table: metadata, split, label, scores and ``anomaly_score``."""
+    """Assemble the per-spectrum table: metadata, split, label, scores and ``anomaly_score``.
+
+    Every score must be finite: a table with a NaN or infinite score is refused (nothing is written),
+    so a run never ends complete with scores that cannot rank spectra.
+    """
+    check_finite_scores(scores, spectra=spectra, model=model)
+    clashes = [c for c in (*TABLE_COLUMNS, *scores) if c in spectra.metadata.columns]
+    if clashes:
+        raise InvalidSpectraError(
+            f"dataset {spectra.dataset!r}: the canonical store's metadata holds the pipeline's own column(s) "
+            f"{', '.join(map(repr, clashes))}; it was written by an older version: delete it and rerun the workflow "
+            f"(input columns of these names are now kept as {INPUT_PREFIX}<name>)"
+        )
     table = spectra.metadata.copy()
     table.insert(1, "split", split_labels(spectra.n_spectra, split))
     if spectra.labels is not None:
@@ -146,6 +159,22 @@ def build_score_table(
         table[name] = values
     table["anomaly_score"] = scores[primary_score(kind, scores)]
     return table
+
+
+def check_finite_scores(scores: dict[str, np.ndarray], *, spectra: CanonicalSpectra, model: str) -> None:
+    """Refuse scores that are NaN or infinite, naming the dataset, model, score and first such spectrum."""
+    for name, values in scores.items():
+        bad = ~np.isfinite(np.asarray(values, dtype=np.float64))
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            ids = spectra.metadata["spectrum_id"] if "spectrum_id" in spectra.metadata.columns else None
+            spectrum = int(ids.iloc[first]) if ids is not None else first
+            raise InvalidSpectraError(
+                f"dataset {spectra.dataset!r}, model {model!r}: {int(bad.sum())} of {len(bad)} spectra got a "
+                f"non-finite {name} (first: spectrum_id {spectrum}); the run stops rather than report them. Such scores "
+                "come from degenerate spectra (all zero, or identical after normalization) or a diverged model: check "
+                "those spectra and the normalization, or lower training.learning_rate"
+            )
 
 
 def write_scores(table: pd.DataFrame, path: str | os.PathLike[str], *, kind: str, thresholds: dict | None = None) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_path, write_json
-from .config import dataset_config, model_config, model_instances, split_instance
+from .config import check_model_shapes, dataset_config, model_config, model_instances, split_instance
 from .data import evaluate_metadata_expression, read_canonical
 from .formats import FORMAT_VERSIONS, read_versioned_json, write_versioned_csv
 
@@ -69,12 +69,17 @@ def run_split(config: dict[str, Any], dataset: str, *, data_path: PathLike, outp
 
 
 def run_normalize(config: dict[str, Any], dataset: str, *, data_path: PathLike, split_path: PathLike, output: PathLike) -> None:
-    from .normalize import SpectrumNormalizer, write_normalizer
+    from .normalize import SpectrumNormalizer, check_training_variation, write_normalizer
     from .split import read_split
 
     spectra = read_canonical(data_path)
+    check_model_shapes(config, dataset=dataset, n_bins=spectra.n_bins)
     train = read_split(split_path)["train"]
     normalizer = SpectrumNormalizer(steps=config["normalization"]["steps"]).fit(spectra.X, rows=train)
+    constant = check_training_variation(normalizer, spectra.X, train, dataset=dataset)
+    if constant:
+        log.warning("dataset %s: %d of %d bins never %s in the training spectra after normalization; they carry "
+                    "no information for the models", dataset, constant, spectra.n_bins, "varies" if constant == 1 else "vary")
     log.info("dataset %s: normalization %s fitted on %d training spectra", dataset, " -> ".join(normalizer.steps), len(train))
     write_normalizer(normalizer, output, dataset=dataset)
 

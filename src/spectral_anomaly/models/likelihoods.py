@@ -39,8 +39,14 @@ def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, sigma: float | 
 
 
 def poisson_log_likelihood(counts: torch.Tensor, rates: torch.Tensor) -> torch.Tensor:
-    """log Poisson(counts | rates), summed over the last (bin) axis."""
-    return (torch.xlogy(counts, rates) - rates - torch.lgamma(counts + 1.0)).sum(dim=-1)
+    """log Poisson(counts | rates), summed over the last (bin) axis.
+
+    Inside the logarithm the rates are floored at the smallest normal number of their type: a rate of
+    exactly zero (a spectrum of no counts) then gives 0 for an empty bin, as it should, and a finite
+    gradient (x log y differentiates to x / y, which is 0 / 0 at zero).
+    """
+    floored = rates.clamp_min(torch.finfo(rates.dtype).tiny)
+    return (torch.xlogy(counts, floored) - rates - torch.lgamma(counts + 1.0)).sum(dim=-1)
 
 
 class Likelihood:

@@ -24,10 +24,11 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..exceptions import InputFileError, SpectralAnomalyError
+from ..exceptions import InputFileError, InvalidSpectraError, SpectralAnomalyError
 from ..formats import FORMAT_VERSIONS, check_format_version
 
-#: floor on sigma^2 relative to the largest variance, so a full-rank fit stays finite
+#: floor on sigma^2 and on every kept variance, relative to the largest variance, so that a fit whose
+#: training spectra span fewer directions than it keeps (bins that never vary) stays finite
 NOISE_VARIANCE_FLOOR = 1e-9
 
 
@@ -45,35 +46,57 @@ class PCABaseline:
         return self.fit_blocks(X[start : start + size] for start in range(0, len(X), size))
 
     def fit_blocks(self, blocks: Iterable[np.ndarray]) -> PCABaseline:
-        """Fit on the rows of every block together (one pass; each block may be dropped after use)."""
-        n, shift, sums, scatter = 0, None, None, None
+        """Fit on the rows of every block together (one pass; each block may be dropped after use).
+
+        While there are fewer training spectra than bins (wide spectra, e.g. 16,384-bin histograms) the
+        centred spectra are kept and their n x n Gram matrix is decomposed instead of the d x d
+        covariance: the same axes and variances in O(n^2 d) time and n d memory rather than O(d^3) and
+        d^2. Once the spectra outnumber the bins, the covariance is accumulated block by block.
+        """
+        n, shift, sums, scatter, kept = 0, None, None, None, []
         for block in blocks:
             Z = np.asarray(block, dtype=np.float64)
             if len(Z) == 0:
                 continue
             if shift is None:
                 shift = Z.mean(axis=0)
-                sums, scatter = np.zeros_like(shift), np.zeros((len(shift), len(shift)))
+                sums = np.zeros_like(shift)
             deviations = Z - shift
             sums += deviations.sum(axis=0)
-            scatter += deviations.T @ deviations
             n += len(Z)
+            if scatter is None and n < len(shift):
+                kept.append(deviations)
+                continue
+            if scatter is None:
+                scatter = np.zeros((len(shift), len(shift)))
+                for part in kept:
+                    scatter += part.T @ part
+                kept = []
+            scatter += deviations.T @ deviations
         if n < 2:
             raise ValueError(f"the PCA baseline needs at least 2 training spectra, got {n}")
         offset = sums / n
-        covariance = (scatter - n * np.outer(offset, offset)) / (n - 1)
-        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-        rank = min(n, len(shift))  # the SVD of n centred rows has min(n, d) singular values
-        variances = np.clip(eigenvalues[::-1][:rank], 0.0, None)
-        axes = eigenvectors[:, ::-1].T
         q = min(self.n_components, n - 1, len(shift))
-        components = np.ascontiguousarray(axes[:q])
+        if scatter is None:
+            variances, components = _gram_axes(np.concatenate(kept) - offset, q)
+        else:
+            covariance = (scatter - n * np.outer(offset, offset)) / (n - 1)
+            eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+            rank = min(n, len(shift))  # the SVD of n centred rows has min(n, d) singular values
+            variances = np.clip(eigenvalues[::-1][:rank], 0.0, None)
+            components = np.ascontiguousarray(eigenvectors[:, ::-1].T[:q])
         components *= np.sign(components[np.arange(q), np.abs(components).argmax(axis=1)])[:, None]
+        if not variances.any():
+            raise InvalidSpectraError(
+                f"the PCA baseline's {n} training spectra are all the same: no direction varies, so there is "
+                "nothing to fit (check the input and the dataset's train_selection)"
+            )
+        floor = NOISE_VARIANCE_FLOOR * float(variances.max())
         self.mean_ = shift + offset
         self.components_ = components
-        self.explained_variance_ = variances[:q]
-        noise_variance = float(variances[q:].mean()) if q < rank else 0.0
-        self.noise_variance_ = max(noise_variance, NOISE_VARIANCE_FLOOR * float(self.explained_variance_.max()))
+        self.explained_variance_ = np.maximum(variances[:q], floor)
+        noise_variance = float(variances[q:].mean()) if q < len(variances) else 0.0
+        self.noise_variance_ = max(noise_variance, floor)
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
@@ -127,3 +150,19 @@ class PCABaseline:
         except (OSError, KeyError, ValueError) as error:
             raise InputFileError(f"{path}: not a readable PCA model ({error}); rerun the workflow's baseline step") from None
         return model
+
+
+def _gram_axes(centred: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Variances (all n of them, largest first) and the q leading principal axes of ``centred`` rows (n < d).
+
+    The eigenvectors v of the Gram matrix C C^T / (n - 1) with eigenvalues lambda give the axes
+    u = C^T v / sqrt((n - 1) lambda): the right singular vectors of C, as an SVD would give them.
+    An axis of zero variance (training spectra spanning fewer than q directions) is left as zeros.
+    """
+    n = len(centred)
+    eigenvalues, vectors = np.linalg.eigh(centred @ centred.T / (n - 1))
+    variances = np.clip(eigenvalues[::-1], 0.0, None)
+    vectors = vectors[:, ::-1][:, :q]
+    norms = np.sqrt(variances[:q] * (n - 1))
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 1e-12 * max(float(norms.max(initial=0)), 1e-300))
+    return variances, np.ascontiguousarray((vectors.T @ centred) * scale[:, None])

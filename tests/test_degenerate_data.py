@@ -1,0 +1,105 @@
+"""Degenerate spectra get finite scores, or the run stops before training with one clear line."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from spectral_anomaly import stages
+from spectral_anomaly.data import CanonicalSpectra
+from spectral_anomaly.exceptions import ConfigError, InvalidSpectraError
+from spectral_anomaly.score import build_score_table, read_scores
+
+N_SPECTRA, N_BINS = 200, 16
+
+
+@pytest.fixture
+def base() -> np.ndarray:
+    return np.random.default_rng(5).poisson(50.0, size=(N_SPECTRA, N_BINS)).astype(np.float64)
+
+
+def run_until_scores(tmp_path, X, *, models=None, steps=("unit_integral", "standardize")):
+    """Ingest, split, normalize, PCA baseline and every model; return the score tables by model."""
+    from spectral_anomaly.config import validate_config
+
+    raw = tmp_path / "raw.h5"
+    with h5py.File(raw, "w") as handle:
+        handle["spectra"] = X.astype(np.float32)
+    config = validate_config({
+        "run_name": "t", "datasets": {"d": {"format": "hdf5_array", "path": str(raw), "dataset": "spectra"}},
+        "models": models or {"ae": {"kind": "autoencoder", "hidden": [8], "latent_dim": 2}},
+        "training": {"epochs": 2, "device": "cpu"}, "normalization": {"steps": list(steps)},
+        "scoring": {"false_positive_rates": [0.05]},
+    })
+    out = tmp_path / "out"
+    paths = {"data_path": out / "d.h5", "split_path": out / "split.json"}
+    stages.run_ingest(config, "d", input_paths=[raw], output=paths["data_path"])
+    stages.run_split(config, "d", data_path=paths["data_path"], output=paths["split_path"])
+    stages.run_normalize(config, "d", **paths, output=out / "norm.json")
+    stages.run_baseline(config, "d", **paths, normalization_path=out / "norm.json", model_path=out / "pca.npz",
+                        scores_path=out / "pca.parquet", examples_path=out / "pca.examples.npz")
+    for model in config["models"]:
+        stages.run_train(config, "d", model, **paths, normalization_path=out / "norm.json", model_path=out / f"{model}.pt",
+                         history_path=out / f"{model}.csv", summary_path=out / f"{model}.json",
+                         scores_path=out / f"{model}.parquet", examples_path=out / f"{model}.examples.npz")
+    return {model: read_scores(out / f"{model}.parquet") for model in ["pca", *config["models"]]}
+
+
+def assert_every_score_finite(tables):
+    for model, table in tables.items():
+        numeric = table.select_dtypes("number")
+        bad = [c for c in numeric.columns if not np.isfinite(numeric[c].to_numpy(dtype=float)).all()]
+        assert not bad, f"{model}: non-finite {bad}"
+        assert "flag_fpr_5pct" in table.columns, f"{model}: cuts were calibrated"
+
+
+@pytest.mark.parametrize(("case", "expected"), [
+    ("all zero", f"its {int(0.6 * N_SPECTRA)} training spectra are identical after normalization"),
+    ("all identical", "none of the 16 bins varies"),
+])
+def test_spectra_without_variation_stop_before_training(case, expected, base, tmp_path):
+    X = np.zeros_like(base) if case == "all zero" else np.tile(base[0], (N_SPECTRA, 1))
+    with pytest.raises(InvalidSpectraError) as info:
+        run_until_scores(tmp_path, X)
+    message = str(info.value)
+    assert expected in message and message.startswith("dataset 'd': ") and "\n" not in message
+    assert "Check the input" in message, "it says what to do"
+    if case == "all zero":
+        assert f"{int(0.6 * N_SPECTRA)} of them are all zero" in message
+    assert not (tmp_path / "out" / "norm.json").exists(), "no normalization, so no training job can start"
+
+
+def test_spectra_of_one_bin_are_refused_naming_the_dataset(base, tmp_path):
+    with pytest.raises(ConfigError, match="dataset 'd': its spectra have 1 bin; every model needs at least 2 bins"):
+        run_until_scores(tmp_path, base[:, :1], models={"ae": {"kind": "autoencoder", "hidden": [8], "latent_dim": 1}})
+
+
+def test_a_bin_that_never_varies_in_training_keeps_every_score_finite(base, tmp_path):
+    X = base.copy()
+    X[:, 3] = 0.0
+    assert_every_score_finite(run_until_scores(tmp_path, X))
+
+
+def test_fewer_varying_bins_than_principal_components_keep_every_score_finite(base, tmp_path):
+    X = base.copy()
+    X[:, 3:] = 7.0  # three bins vary: two directions after the total is divided out, fewer than 4 components
+    assert_every_score_finite(run_until_scores(tmp_path, X, steps=("standardize",)))
+
+
+def test_empty_spectra_among_normal_ones_get_finite_scores_from_every_likelihood(base, tmp_path):
+    X = base.copy()
+    X[:20] = 0.0
+    models = {"gauss": {"kind": "vae", "hidden": [8], "latent_dim": 2},
+              "poisson": {"kind": "vae", "hidden": [8], "latent_dim": 2, "likelihood": "poisson"},
+              "learned": {"kind": "vae", "hidden": [8], "latent_dim": 2, "likelihood": "gaussian_learned"}}
+    assert_every_score_finite(run_until_scores(tmp_path, X, models=models))
+
+
+def test_a_score_table_with_a_non_finite_score_is_refused():
+    spectra = CanonicalSpectra(dataset="d", X=np.zeros((3, 2), np.float32), bin_edges=np.arange(3.0),
+                               metadata=pd.DataFrame({"spectrum_id": [0, 1, 2]}))
+    split = {"train": np.array([0]), "validation": np.array([1]), "test": np.array([2])}
+    with pytest.raises(InvalidSpectraError, match="1 of 3 spectra got a non-finite pca_nll \\(first: spectrum_id 1\\)"):
+        build_score_table(spectra, split, {"pca_nll": np.array([1.0, np.nan, 2.0])}, model="pca", kind="pca")
