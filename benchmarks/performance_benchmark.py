@@ -20,6 +20,8 @@ reference speed: 1.0 = as fast as the reference, higher = faster):
               start, Python and torch imports of every job) and work.
 ``scaling``   the whole pipeline through Snakemake at 10k, 100k and 1M spectra, with a fixed small
               number of epochs: time per spectrum and peak memory at each size.
+``wide``      the whole pipeline through Snakemake on 1,000 wide spectra (16,384 and 20,000 bins, the
+              size of real TH1s) against the same run at 500 bins: time, its ratio and peak memory.
 
 Run from the repository root:  .venv/bin/python benchmarks/performance_benchmark.py
 (about 15 minutes on a 2-core machine; ``--help`` for the options, ``--sections`` to pick some).
@@ -47,7 +49,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-SECTIONS = ("training", "scoring", "io", "endtoend", "scaling")
+SECTIONS = ("training", "scoring", "io", "endtoend", "scaling", "wide")
 HIDDEN, LATENT = [256, 64], 8  # the MLP 500 -> 256 -> 64 -> 8 -> 64 -> 256 -> 500
 MC_SAMPLES = 16  # the default scoring.mc_samples
 SCORE_BATCH = 1024  # the default scoring.batch_size
@@ -563,29 +565,51 @@ def scaling_config(path: Path, *, input_path: Path, epochs: int) -> None:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
+def pipeline_run(run_dir: Path, *, n_spectra: int, n_bins: int, epochs: int) -> dict[str, Any]:
+    """The whole pipeline on ``n_spectra`` synthetic spectra of ``n_bins``: wall time, peak RSS, seconds per rule."""
+    run_dir.mkdir()
+    input_path = run_dir / "input.h5"
+    start = time.perf_counter()
+    write_scaling_input(input_path, n_spectra, n_bins)
+    generate_seconds = time.perf_counter() - start
+    config = run_dir / "config.yaml"
+    scaling_config(config, input_path=input_path, epochs=epochs)
+    wall, _ = snakemake(run_dir, config)
+    (result_dir,) = [p for p in (run_dir / "results").iterdir() if p.is_dir()]
+    records = job_benchmarks(result_dir)
+    per_rule: dict[str, float] = {}
+    for record in records:
+        per_rule[record["rule"]] = per_rule.get(record["rule"], 0.0) + record["seconds"]
+    shutil.rmtree(run_dir)
+    return {"wall_seconds": wall, "generate_seconds": generate_seconds,
+            "microseconds_per_spectrum": wall / n_spectra * 1e6, "peak_rss_mib": max(r["max_rss_mib"] for r in records),
+            "job_seconds_by_rule": per_rule, "job_records": records}
+
+
 def run_scaling(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"epochs": args.scaling_epochs, "n_bins": args.n_bins, "sizes": {}}
     for n in args.scaling_sizes:
-        run_dir = workdir / f"scaling_{n}"
-        run_dir.mkdir()
-        input_path = run_dir / "input.h5"
-        start = time.perf_counter()
-        write_scaling_input(input_path, n, args.n_bins)
-        generate_seconds = time.perf_counter() - start
-        config = run_dir / "config.yaml"
-        scaling_config(config, input_path=input_path, epochs=args.scaling_epochs)
-        wall, _ = snakemake(run_dir, config)
-        (result_dir,) = [p for p in (run_dir / "results").iterdir() if p.is_dir()]
-        records = job_benchmarks(result_dir)
-        per_rule: dict[str, float] = {}
-        for record in records:
-            per_rule[record["rule"]] = per_rule.get(record["rule"], 0.0) + record["seconds"]
-        out["sizes"][n] = {"wall_seconds": wall, "generate_seconds": generate_seconds,
-                           "microseconds_per_spectrum": wall / n * 1e6, "peak_rss_mib": max(r["max_rss_mib"] for r in records),
-                           "job_seconds_by_rule": per_rule, "job_records": records}
-        print(f"  scaling {n:>9,} spectra: {wall:7.1f} s, {wall / n * 1e6:8.1f} us/spectrum, "
+        out["sizes"][n] = pipeline_run(workdir / f"scaling_{n}", n_spectra=n, n_bins=args.n_bins, epochs=args.scaling_epochs)
+        print(f"  scaling {n:>9,} spectra: {out['sizes'][n]['wall_seconds']:7.1f} s, "
+              f"{out['sizes'][n]['microseconds_per_spectrum']:8.1f} us/spectrum, "
               f"peak RSS {out['sizes'][n]['peak_rss_mib']:,.0f} MiB", flush=True)
-        shutil.rmtree(run_dir)
+    return out
+
+
+def run_wide(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """The whole pipeline on wide spectra (e.g. 16,384-bin TH1s) against the same number of --n-bins spectra.
+
+    The ratio of each wide run's wall time to the reference run's, measured back to back, says how the
+    pipeline scales with the number of bins on this machine however loaded it is.
+    """
+    out: dict[str, Any] = {"epochs": args.scaling_epochs, "n_spectra": args.wide_spectra, "reference_bins": args.n_bins,
+                           "bins": {}}
+    for n_bins in [args.n_bins, *args.wide_bins]:
+        run = pipeline_run(workdir / f"wide_{n_bins}", n_spectra=args.wide_spectra, n_bins=n_bins, epochs=args.scaling_epochs)
+        out["bins"][n_bins] = run
+        run["ratio_to_reference"] = run["wall_seconds"] / out["bins"][args.n_bins]["wall_seconds"]
+        print(f"  wide {args.wide_spectra:,} x {n_bins:>6,} bins: {run['wall_seconds']:6.1f} s "
+              f"({run['ratio_to_reference']:.2f} x the {args.n_bins}-bin run), peak RSS {run['peak_rss_mib']:,.0f} MiB", flush=True)
     return out
 
 
@@ -667,6 +691,14 @@ def print_report(result: dict[str, Any]) -> None:
             rules = ", ".join(f"{r} {v:.1f}" for r, v in sorted(s["job_seconds_by_rule"].items(), key=lambda kv: -kv[1])[:5])
             print(f"  {int(n):>9,} spectra {s['wall_seconds']:7.1f} s  {s['microseconds_per_spectrum']:7.1f} us/spectrum  "
                   f"peak RSS {s['peak_rss_mib']:7,.0f} MiB   (job s: {rules})")
+    wide = result.get("wide")
+    if wide:
+        print(f"\nwide spectra, whole pipeline through snakemake --cores 2, {wide['n_spectra']:,} spectra, "
+              f"{wide['epochs']} epochs:")
+        for n_bins, s in wide["bins"].items():
+            rules = ", ".join(f"{r} {v:.1f}" for r, v in sorted(s["job_seconds_by_rule"].items(), key=lambda kv: -kv[1])[:5])
+            print(f"  {int(n_bins):>6,} bins {s['wall_seconds']:7.1f} s  {s['ratio_to_reference']:5.2f} x the "
+                  f"{wide['reference_bins']}-bin run  peak RSS {s['peak_rss_mib']:7,.0f} MiB   (job s: {rules})")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -683,7 +715,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--io-spectra", type=int, default=1_000_000, help="spectra of the io section (default %(default)s)")
     parser.add_argument("--scaling-sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--scaling-epochs", type=int, default=2, help="epochs of every training in the scaling runs")
+    parser.add_argument("--scaling-epochs", type=int, default=2, help="epochs of every training in the scaling and wide runs")
+    parser.add_argument("--wide-bins", type=int, nargs="+", default=[16_384, 20_000],
+                        help="bins of the wide-spectra runs, each against a --n-bins run (default %(default)s)")
+    parser.add_argument("--wide-spectra", type=int, default=1000, help="spectra of every wide-spectra run (default %(default)s)")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a new one in /tmp, deleted)")
     parser.add_argument("--json", type=Path, default=None, help="also write every number here")
     return parser.parse_args(argv)
@@ -708,6 +743,8 @@ def main(argv: list[str] | None = None) -> int:
             result["endtoend"] = run_endtoend(args, workdir)
         if "scaling" in sections:
             result["scaling"] = run_scaling(args, workdir)
+        if "wide" in sections:
+            result["wide"] = run_wide(args, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print_report(result)

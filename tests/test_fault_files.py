@@ -124,7 +124,7 @@ def test_temporary_files_of_a_killed_writer_are_removed_by_the_next_write(tmp_pa
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "out.json")], check=False)
     assert [p.name for p in tmp_path.glob(".out.json.*.tmp")], "the killed writer leaves its temporary file"
     atomic.write_text(tmp_path / "out.json", "whole\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.json.xxh128", "out.json"]
 
 
 # --- damaged results are refused ---------------------------------------------------------------

@@ -111,3 +111,50 @@ def test_odd_file_names_are_ingested_and_linked(name, store, tmp_path, spectra):
     stored = read_canonical(out)
     np.testing.assert_array_equal(stored.X, spectra)
     assert stored.metadata["source_file"].iloc[0] == str(raw)
+
+
+def test_an_input_rewritten_after_the_workflow_hashed_it_is_refused(tmp_path, spectra):
+    from spectral_anomaly.provenance import input_fingerprint
+
+    raw = _write(tmp_path / "raw.h5", lambda handle: handle.__setitem__("spectra", spectra))
+    fingerprint = input_fingerprint(raw, cache_file=tmp_path / "cache.json")  # as the workflow takes it at start
+    _write(raw, lambda handle: handle.__setitem__("spectra", spectra * 2))  # rewritten before its ingest job ran
+    with pytest.raises(InputFileError, match="changed since the workflow started"):
+        ingest_to_store("d", ARRAY, paths=[raw], output=tmp_path / "d.h5", checksums={str(raw): fingerprint})
+    assert not (tmp_path / "d.h5").exists()
+
+
+@pytest.mark.parametrize("store", ["auto", "copy"])
+def test_an_input_rewritten_while_it_is_ingested_is_refused(store, tmp_path, spectra, monkeypatch):
+    import os
+
+    from spectral_anomaly import ingest
+
+    raw = _write(tmp_path / "raw.h5", lambda handle: handle.__setitem__("spectra", spectra))
+    scan = ingest._scan
+
+    def scan_then_append(*args, **kwargs):
+        kept = scan(*args, **kwargs)
+        with open(raw, "ab") as stream:  # another process appends to the file while it is read
+            stream.write(b"\0" * 16)
+        os.utime(raw, ns=(0, 12345))
+        return kept
+
+    monkeypatch.setattr(ingest, "_scan", scan_then_append)
+    with pytest.raises(InputFileError, match="changed while it was being ingested; nothing was written"):
+        ingest_to_store("d", ARRAY, paths=[raw], output=tmp_path / "d.h5", store=store)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw.h5"], "no store, no temporary file"
+
+
+def test_an_edited_run_config_of_a_version_is_refused(tmp_path):
+    from spectral_anomaly import stages
+    from spectral_anomaly.config import load_run_config
+
+    config = {"run_name": "t", "datasets": {"d": {"format": "hdf5_array", "path": "x.h5", "dataset": "spectra"}},
+              "models": {"ae": {"kind": "autoencoder"}}}
+    path = tmp_path / "config.yaml"
+    stages.run_write_config(config, output=path)
+    assert load_run_config(path)["run_name"] == "t"
+    path.write_text(path.read_text().replace("x.h5", "/etc/passwd"))
+    with pytest.raises(InputFileError, match="config.yaml: damaged: its content no longer matches the checksum"):
+        load_run_config(path)

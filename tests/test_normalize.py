@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from spectral_anomaly.atomic import write_json
 from spectral_anomaly.exceptions import (
     ConfigError,
     FormatVersionError,
@@ -165,7 +166,8 @@ def test_write_read_normalizer_roundtrip(poisson_spectra, tmp_path):
     assert payload["dataset"] == "toy"
     restored = read_normalizer(path)
     np.testing.assert_array_equal(restored.transform(poisson_spectra), normalizer.transform(poisson_spectra))
-    assert [p.name for p in path.parent.iterdir()] == ["toy.json"], "no temporary file may be left behind"
+    assert sorted(p.name for p in path.parent.iterdir()) == [".toy.json.xxh128", "toy.json"], \
+        "no temporary file may be left behind, and the file carries its checksum"
 
 
 def test_read_normalizer_errors(poisson_spectra, tmp_path):
@@ -180,6 +182,9 @@ def test_read_normalizer_errors(poisson_spectra, tmp_path):
     payload = json.loads(newer.read_text())
     payload["format_version"] = FORMAT_VERSIONS["normalization"] + 1
     newer.write_text(json.dumps(payload))
+    with pytest.raises(InputFileError, match="damaged"):  # edited by hand: its checksum no longer matches
+        read_normalizer(newer)
+    write_json(newer, payload)  # as a newer version of the package would write it, checksum included
     with pytest.raises(FormatVersionError):
         read_normalizer(newer)
 

@@ -38,7 +38,9 @@ def test_training_writes_model_history_and_summary_and_no_checkpoint(prepared):
     stages.run_train(config, "d", "vae", data_path=out / "data.h5", split_path=out / "split.json",
                      normalization_path=out / "norm.json", model_path=out / "m" / "vae.pt",
                      history_path=out / "m" / "vae.history.csv", summary_path=out / "m" / "vae.summary.json")
-    assert sorted(p.name for p in (out / "m").iterdir()) == [".vae.pt.xxh128", "vae.history.csv", "vae.pt", "vae.summary.json"]
+    assert sorted(p.name for p in (out / "m").iterdir()) == [
+        ".vae.history.csv.xxh128", ".vae.pt.xxh128", ".vae.summary.json.xxh128", "vae.history.csv", "vae.pt",
+        "vae.summary.json"]
 
 
 def test_training_with_scores_writes_what_scoring_the_model_file_writes(prepared):

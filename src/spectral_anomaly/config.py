@@ -87,6 +87,9 @@ def check_results_dir(value: object) -> str:
         raise ConfigError(f"results_dir: {value!r} holds control characters (e.g. a newline); give {allowed}")
     if "{" in value or "}" in value:
         raise ConfigError(f"results_dir: {value!r} holds braces, which Snakemake reads as wildcards; give {allowed}")
+    if "<" in value or ">" in value:  # the path is written into a <script> of the Snakemake report as it is
+        raise ConfigError(f"results_dir: {value!r} holds < or >, which the Snakemake report would embed in its page "
+                          f"unescaped; give {allowed}")
     resolved = Path(os.path.abspath(value))
     if resolved.parent == resolved or str(resolved) in SYSTEM_FOLDERS:
         raise ConfigError(f"results_dir: {value!r} is the system folder {str(resolved)!r}; give {allowed}")

@@ -2,8 +2,10 @@
 
 A truncated model, score table or canonical store fails to parse, but a changed byte in the
 middle of one often still parses (HDF5 data, parquet data pages and the tensors of a ``.pt`` file
-carry no checksum of their own). So every ``.pt``, ``.parquet`` and ``.h5`` file written through
-:func:`.atomic.atomic_path` gets a sidecar ``.<name>.xxh128`` beside it: the 128-bit XXH3 hash of
+carry no checksum of their own), and an edited split, normalization or config file parses as well
+as the original. So every result file written through :func:`.atomic.atomic_path` (the suffixes
+of :data:`CHECKSUMMED_SUFFIXES`: models, stores, score tables, examples, splits, normalizations,
+histories, summaries, metrics, the run's config and the manifest) gets a sidecar ``.<name>.xxh128`` beside it: the 128-bit XXH3 hash of
 its content in the format of ``xxh128sum`` (``xxhsum -H2``), so ``xxh128sum -c .<name>.xxh128``
 checks it by hand. XXH3 rather than sha256 because every reader verifies the whole file: XXH3 over
 the memory-mapped file runs at memory speed (about 20 GB/s here, 15 times sha256), so checking a
@@ -25,8 +27,8 @@ import xxhash
 
 from .exceptions import InputFileError
 
-#: suffixes of the files that get a checksum sidecar: the large binary results
-CHECKSUMMED_SUFFIXES = (".pt", ".parquet", ".h5")
+#: suffixes of the files that get a checksum sidecar: every result file a later stage reads
+CHECKSUMMED_SUFFIXES = (".pt", ".parquet", ".h5", ".npz", ".json", ".csv", ".yaml")
 #: the sidecar's suffix, after the file's own name
 SIDECAR_SUFFIX = "xxh128"
 #: bytes mapped at a time while hashing, so a large file never counts whole towards resident memory

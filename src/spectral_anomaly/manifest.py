@@ -30,8 +30,9 @@ FILE_KINDS = (
 )
 
 
-#: the manifest and its front page for ``snakemake --report``, written together, listed in neither
-MANIFEST_FILES = ("manifest.json", "manifest.rst")
+#: the manifest, its front page for ``snakemake --report`` and the manifest job's own benchmark (written by
+#: Snakemake after the job): listed in none of them, since each changes whenever the manifest is rebuilt
+MANIFEST_FILES = ("manifest.json", "manifest.rst", "benchmarks/manifest.tsv")
 
 
 def stored_format_version(path: Path, kind: str) -> int | None:

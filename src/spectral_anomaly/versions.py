@@ -514,8 +514,29 @@ def run_compare(a: str, b: str, *, results_dir: PathLike = "results", output: Pa
 # --- front page of snakemake --report ------------------------------------------------------------
 
 
+def _rst_text(value: object) -> str:
+    """``value`` as plain reStructuredText inline text: one line, every markup character escaped.
+
+    A backslash before any character makes reStructuredText take it literally, so no value can become
+    markup (emphasis, links, substitutions, roles) or, being one line, a directive.
+    """
+    text = " ".join(str(value).split())
+    return "".join(char if char.isalnum() or char == " " else "\\" + char for char in text)
+
+
+def _template_text(text: str) -> str:
+    """``text`` such that rendering it as a Jinja template gives it back unchanged.
+
+    Snakemake renders the front page of ``snakemake --report`` as a Jinja template, so a brace from a
+    config value or file name could otherwise start template code; every brace is written as a Jinja
+    expression of itself (``{{ '{' }}``), which cannot be closed or escaped from inside the text.
+    """
+    return re.sub(r"[{}]", lambda brace: "{{ '" + brace.group() + "' }}", text)
+
+
 def _rst_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """A reStructuredText grid-free "simple table"."""
+    """A reStructuredText "simple table" of escaped cells."""
+    header, rows = [_rst_text(c) or "\\-" for c in header], [[_rst_text(c) or "\\-" for c in row] for row in rows]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     rule = "  ".join("=" * w for w in widths)
     line = lambda row: "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
@@ -525,8 +546,9 @@ def _rst_table(header: list[str], rows: list[list[str]]) -> list[str]:
 def report_front_page(manifest: dict[str, Any], *, result_dir: PathLike | None = None) -> str:
     """The front page of ``snakemake --report``: the run's config, package versions and devices, from its manifest.
 
-    reStructuredText, wrapped in Jinja ``raw`` tags because Snakemake renders the page as a Jinja
-    template (a config value holding ``{{`` must not be taken for template code).
+    reStructuredText in which every value from the config, the inputs or the environment is plain
+    text: escaped for reStructuredText (:func:`_rst_text`, or inside a literal block) and for the Jinja
+    template Snakemake renders the page as (:func:`_template_text`).
     """
     import yaml
 
@@ -535,22 +557,21 @@ def report_front_page(manifest: dict[str, Any], *, result_dir: PathLike | None =
     version = ResultVersion(path=Path(manifest.get("result_version", "unknown-0000000000")),
                             run_name=str(manifest.get("run_name")), hash="", config=config,
                             started=manifest.get("started"), finished=manifest.get("finished"), manifest=manifest)
-    title = f"Anomalous spectra: result version {manifest.get('result_version')}"
-    lines = ["{% raw %}", title, "=" * len(title), "",
+    title = f"Anomalous spectra: result version {_rst_text(manifest.get('result_version'))}"
+    lines = [title, "=" * len(title), "",
              ("Spectra are ingested into a canonical store, split (seeded), normalized on the training split, "
               "modelled by each configured autoencoder and VAE and by the PCA baseline, scored (higher anomaly_score = "
               "more anomalous) and compared per dataset. The results are grouped by dataset; within a dataset, by "
               "model comparison, training, most anomalous spectra and latent space. Every figure has a caption, and "
               "each dataset's full HTML report is listed beside its figures."), "",
-             "Run", "---", "",
-             f":Result version: {manifest.get('result_version')}",
-             f":Run name: {manifest.get('run_name')}",
-             f":Started: {_short_time(manifest.get('started'))} UTC",
-             f":Finished: {_short_time(manifest.get('finished'))} UTC",
-             f":Git commit: {manifest.get('git_commit') or 'unknown'}",
-             f":Datasets: {', '.join(datasets) or '-'}",
-             f":Models: {', '.join(version.models)}",
-             f":Device: {config.get('training', {}).get('device', '?')} requested", ""]
+             "Run", "---", ""]
+    fields = [("Result version", manifest.get("result_version")), ("Run name", manifest.get("run_name")),
+              ("Started", f"{_short_time(manifest.get('started'))} UTC"),
+              ("Finished", f"{_short_time(manifest.get('finished'))} UTC"),
+              ("Git commit", manifest.get("git_commit") or "unknown"), ("Datasets", ", ".join(datasets) or "-"),
+              ("Models", ", ".join(version.models)),
+              ("Device", f"{config.get('training', {}).get('device', '?')} requested")]
+    lines += [f":{name}: {_rst_text(value)}" for name, value in fields] + [""]
     devices = manifest.get("devices") or {}
     lines += ["Devices", "-------", "", "The device each model trained on.", ""]
     lines += _rst_table(["dataset / model", "device"], [[k, v] for k, v in devices.items()] or [["-", "-"]])
@@ -575,6 +596,6 @@ def report_front_page(manifest: dict[str, Any], *, result_dir: PathLike | None =
     lines += ["Configuration", "-------------", "",
               "The effective config (defaults filled in); the report section is not part of the version's hash.", "",
               "::", ""]
-    lines += ["    " + line for line in yaml.safe_dump(config, sort_keys=False).splitlines()]
-    lines += ["", "{% endraw %}", ""]
-    return "\n".join(lines)
+    lines += ["    " + line for line in yaml.safe_dump(config, sort_keys=False, width=10**9).splitlines()]
+    lines += [""]
+    return _template_text("\n".join(lines))

@@ -5,7 +5,7 @@ rule run_config:
     output:
         RUN_CONFIG,
     params:
-        config=effective_config_json(),
+        config=effective_config_json,
     log:
         f"{OUT}/logs/run_config.log",
     benchmark:
@@ -39,10 +39,11 @@ rule demo_data:
 rule ingest:
     input:
         config=RUN_CONFIG,
-        raw=raw_inputs,
+        raw=tracked_raw_inputs,
     output:
         f"{OUT}/data/{{dataset}}.h5",
     params:
+        raw=raw_inputs,
         checksums=raw_input_checksums_json,
     log:
         f"{OUT}/logs/ingest/{{dataset}}.log",
@@ -54,4 +55,4 @@ rule ingest:
         runtime="2h",
     shell:
         "spectral-anomaly ingest --config {input.config:q} --dataset {wildcards.dataset}"
-        " --input {input.raw:q} --checksums {params.checksums:q} --output {output:q} > {log:q} 2>&1"
+        " --input {params.raw:q} --checksums {params.checksums:q} --output {output:q} > {log:q} 2>&1"

@@ -80,7 +80,7 @@ rule report:
     params:
         result_dir=OUT,
         figure_dir=f"{OUT}/reports/{{dataset}}",
-        report_options=report_options_json(),
+        report_options=report_options_json,
     log:
         f"{OUT}/logs/report/{{dataset}}.log",
     benchmark:
@@ -98,14 +98,14 @@ rule report:
 rule manifest:
     input:
         config=RUN_CONFIG,
-        reports=all_reports,
+        files=version_files,
     output:
         manifest=f"{OUT}/manifest.json",
         front_page=f"{OUT}/manifest.rst",
     params:
         result_dir=OUT,
-        checksums=input_checksums_json(),
-        report_options=report_options_json(),
+        checksums=input_checksums_json,
+        report_options=report_options_json,
     log:
         f"{OUT}/logs/manifest.log",
     benchmark:

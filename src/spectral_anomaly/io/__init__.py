@@ -71,8 +71,12 @@ def read_raw_spectra(path: str | os.PathLike[str], dataset: dict[str, Any]) -> R
 
 
 def expand_input_paths(pattern: str) -> list[str]:
-    """The files a dataset's ``path`` names: itself, or every match of a glob pattern, sorted."""
-    if not glob.has_magic(pattern):
+    """The files a dataset's ``path`` names: itself, or every match of a glob pattern, sorted.
+
+    A file of exactly that name wins over reading the name as a pattern, so a file name with ``*``,
+    ``?`` or ``[`` in it can be given as it is.
+    """
+    if not glob.has_magic(pattern) or os.path.isfile(pattern):
         return [pattern]
     paths = sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
     if not paths:
