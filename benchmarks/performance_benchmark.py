@@ -630,6 +630,12 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def largest_rules(run: dict[str, Any], n: int = 5) -> str:
+    """The ``n`` rules with the most summed job seconds of a pipeline run, as ``rule seconds, ...``."""
+    ranked = sorted(run["job_seconds_by_rule"].items(), key=lambda item: -item[1])[:n]
+    return ", ".join(f"{rule} {seconds:.1f}" for rule, seconds in ranked)
+
+
 def print_report(result: dict[str, Any]) -> None:
     m = result["machine"]
     print(f"\n== {m['date']}  {m['cpu']}, {m['cores']} cores ({m['cpu_capability']}), torch {m['torch']}, "
@@ -688,7 +694,7 @@ def print_report(result: dict[str, Any]) -> None:
         print(f"\nscaling, whole pipeline (ingest .. report, AE + VAE + PCA) through snakemake --cores 2, "
               f"{scaling['epochs']} epochs, {scaling['n_bins']} bins:")
         for n, s in scaling["sizes"].items():
-            rules = ", ".join(f"{r} {v:.1f}" for r, v in sorted(s["job_seconds_by_rule"].items(), key=lambda kv: -kv[1])[:5])
+            rules = largest_rules(s)
             print(f"  {int(n):>9,} spectra {s['wall_seconds']:7.1f} s  {s['microseconds_per_spectrum']:7.1f} us/spectrum  "
                   f"peak RSS {s['peak_rss_mib']:7,.0f} MiB   (job s: {rules})")
     wide = result.get("wide")
@@ -696,7 +702,7 @@ def print_report(result: dict[str, Any]) -> None:
         print(f"\nwide spectra, whole pipeline through snakemake --cores 2, {wide['n_spectra']:,} spectra, "
               f"{wide['epochs']} epochs:")
         for n_bins, s in wide["bins"].items():
-            rules = ", ".join(f"{r} {v:.1f}" for r, v in sorted(s["job_seconds_by_rule"].items(), key=lambda kv: -kv[1])[:5])
+            rules = largest_rules(s)
             print(f"  {int(n_bins):>6,} bins {s['wall_seconds']:7.1f} s  {s['ratio_to_reference']:5.2f} x the "
                   f"{wide['reference_bins']}-bin run  peak RSS {s['peak_rss_mib']:7,.0f} MiB   (job s: {rules})")
 

@@ -6,11 +6,11 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_stages_to_scores
 
-from spectral_anomaly import stages
 from spectral_anomaly.data import CanonicalSpectra
 from spectral_anomaly.exceptions import ConfigError, InvalidSpectraError
-from spectral_anomaly.score import build_score_table, read_scores
+from spectral_anomaly.score import build_score_table
 
 N_SPECTRA, N_BINS = 200, 16
 
@@ -33,18 +33,7 @@ def run_until_scores(tmp_path, X, *, models=None, steps=("unit_integral", "stand
         "training": {"epochs": 2, "device": "cpu"}, "normalization": {"steps": list(steps)},
         "scoring": {"false_positive_rates": [0.05]},
     })
-    out = tmp_path / "out"
-    paths = {"data_path": out / "d.h5", "split_path": out / "split.json"}
-    stages.run_ingest(config, "d", input_paths=[raw], output=paths["data_path"])
-    stages.run_split(config, "d", data_path=paths["data_path"], output=paths["split_path"])
-    stages.run_normalize(config, "d", **paths, output=out / "norm.json")
-    stages.run_baseline(config, "d", **paths, normalization_path=out / "norm.json", model_path=out / "pca.npz",
-                        scores_path=out / "pca.parquet", examples_path=out / "pca.examples.npz")
-    for model in config["models"]:
-        stages.run_train(config, "d", model, **paths, normalization_path=out / "norm.json", model_path=out / f"{model}.pt",
-                         history_path=out / f"{model}.csv", summary_path=out / f"{model}.json",
-                         scores_path=out / f"{model}.parquet", examples_path=out / f"{model}.examples.npz")
-    return {model: read_scores(out / f"{model}.parquet") for model in ["pca", *config["models"]]}
+    return run_stages_to_scores(config, raw, tmp_path / "out")
 
 
 def assert_every_score_finite(tables):

@@ -37,3 +37,20 @@ def test_a_latent_size_at_or_above_the_bins_is_refused(sections, key, size, tiny
 def test_counting_bins_from_the_structure_agrees_with_reading(relative, dataset, shared_file):
     path = shared_file(relative)
     assert count_bins(path, dataset) == read_raw_spectra(path, dataset).n_bins
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize(("models", "pca", "key"), [
+    ({"ae": {"kind": "autoencoder", "latent_dim": 32}}, {}, "models.ae.latent_dim is 32"),
+    ({"ae": {"kind": "autoencoder", "latent_dim": 2}}, {"n_components": 40}, "pca.n_components is 40"),
+])
+def test_the_workflow_refuses_a_latent_size_before_any_job(models, pca, key, tmp_path):
+    from test_workflow import snakemake
+
+    config = {"run_name": "shapes", "demo": {"n_spectra": 200, "n_bins": 32},
+              "datasets": {"d": {"format": "hdf5_array", "path": "demo://spectra.h5", "dataset": "spectra"}},
+              "models": models, "pca": pca}
+    run = snakemake(tmp_path, config, "-n")
+    output = run.stdout + run.stderr
+    assert run.returncode != 0 and f"{key}, but dataset 'd' has spectra of 32 bins" in output
+    assert not (tmp_path / "results").exists(), "no job ran"

@@ -258,15 +258,17 @@ def test_top_anomalies_grid(tmp_path):
     assert first.get_yscale() == "log"
     assert str(int(examples["vae"]["spectrum_id"][0])) in first.get_title()
     for ax in spectra:
-        assert len(ax.lines) == 1 and len(ax.patches) == 1  # reconstruction line and input steps
+        assert len(ax.lines) == 2  # input steps and reconstruction
     for ax, spectrum in zip(pulls, spectra):
         assert ax.get_xlabel() == "bin centre [keV]" and ax.get_ylabel() == "pull"
         assert ax.get_shared_x_axes().joined(ax, spectrum)  # the pulls sit under their spectrum
-        assert len(ax.patches) == 1 and len(ax.lines) == 3  # pull steps; lines at -3, +3 and 0
+        assert len(ax.collections) == 1 and len(ax.lines) == 3  # filled pull steps; lines at -3, +3 and 0
         low, high = ax.get_ylim()
         assert low == -high and 4 <= high <= 10
-    stored = examples["vae"]["pulls"][0]
-    assert np.allclose(pulls[0].patches[0].get_data().values, stored)
+    stored, counts = examples["vae"]["pulls"][0], examples["vae"]["input"][0]
+    outline = pulls[0].collections[0].get_paths()[0].vertices[:, 1]
+    assert np.isin(np.round(stored, 9), np.round(outline, 9)).all()  # every bin's pull is a step of the fill
+    np.testing.assert_allclose(spectra[0].lines[0].get_ydata(), np.repeat(np.maximum(counts, 0.5), 2))
     assert pulls[0].get_legend() is not None
     assert top_anomalies_figure(examples, n_top=2).axes[1].get_xlabel() == "bin centre"  # no unit known
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_stages_to_scores
 
-from spectral_anomaly import stages
 from spectral_anomaly.columns import INPUT_PREFIX, RESERVED_COLUMNS, input_column_names, is_reserved
 from spectral_anomaly.config import validate_config
 from spectral_anomaly.data import read_canonical
-from spectral_anomaly.score import read_scores
 
 N_SPECTRA, N_BINS = 120, 12
 RESERVED_EXAMPLES = [*RESERVED_COLUMNS, "latent_0", "flag_fpr_1pct"]
@@ -33,20 +32,8 @@ def run_stages(tmp_path, columns: dict, *, models: dict | None = None, label: st
     config = validate_config({"run_name": "t", "datasets": {"d": dataset},
                               "models": models or {"ae": {"kind": "autoencoder", "hidden": [8], "latent_dim": 2}},
                               "training": {"epochs": 1, "device": "cpu"}, "scoring": {"false_positive_rates": [0.05]}})
-    out = tmp_path / "out"
-    paths = {"data_path": out / "d.h5", "split_path": out / "split.json"}
-    stages.run_ingest(config, "d", input_paths=[raw], output=paths["data_path"])
-    stages.run_split(config, "d", data_path=paths["data_path"], output=paths["split_path"])
-    stages.run_normalize(config, "d", **paths, output=out / "norm.json")
-    stages.run_baseline(config, "d", **paths, normalization_path=out / "norm.json", model_path=out / "pca.npz",
-                        scores_path=out / "pca.parquet", examples_path=out / "pca.examples.npz")
-    tables = {"pca": read_scores(out / "pca.parquet")}
-    for model in (models or {}):
-        stages.run_train(config, "d", model, **paths, normalization_path=out / "norm.json", model_path=out / f"{model}.pt",
-                         history_path=out / f"{model}.csv", summary_path=out / f"{model}.json",
-                         scores_path=out / f"{model}.parquet", examples_path=out / f"{model}.examples.npz")
-        tables[model] = read_scores(out / f"{model}.parquet")
-    return read_canonical(paths["data_path"], load_X=False), tables
+    tables = run_stages_to_scores(config, raw, tmp_path / "out", train=list(models or []))
+    return read_canonical(tmp_path / "out" / "d.h5", load_X=False), tables
 
 
 @pytest.mark.parametrize("name", RESERVED_EXAMPLES)

@@ -49,6 +49,16 @@ def file_variance_pulls(counts: np.ndarray, reconstruction_counts: np.ndarray, v
     return (counts - reconstruction_counts) / np.sqrt(np.where(variances > 0, variances, 1.0))
 
 
+#: spectra x Monte-Carlo samples x bins in one scoring batch: its largest tensors stay near 64 MB, so wide
+#: spectra (16,384 bins, K = 16) are scored in smaller batches than ``scoring.batch_size``
+MAX_BATCH_ELEMENTS = 1 << 24
+
+
+def scoring_batch_size(batch_size: int, *, mc_samples: int, n_bins: int) -> int:
+    """``batch_size``, or fewer spectra where ``mc_samples`` x ``n_bins`` would make a batch's tensors large."""
+    return max(1, min(batch_size, MAX_BATCH_ELEMENTS // max(1, mc_samples * n_bins)))
+
+
 def score_deep_model(
     model, X: np.ndarray, *, mc_samples: int, seed: int, device: str, batch_size: int = 1024,
     variances: np.ndarray | None = None,
@@ -56,14 +66,17 @@ def score_deep_model(
     """Score raw spectra ``X`` in eval mode under ``torch.inference_mode()``, deterministically.
 
     Returns the per-spectrum score columns (latent coordinates as ``latent_<j>``); the same model,
-    data, seed and batch size give the same numbers. With the input file's ``variances``, ``chi2``
-    and ``max_abs_pull`` use them instead of the model's own uncertainties.
+    data, seed and batch size give the same numbers. Batches hold at most :data:`MAX_BATCH_ELEMENTS`
+    spectra x samples x bins (:func:`scoring_batch_size`), which bounds memory for wide spectra. With
+    the input file's ``variances``, ``chi2`` and ``max_abs_pull`` use them instead of the model's own
+    uncertainties.
     """
     import torch
 
     model.eval()
     generator = torch.Generator(device=device).manual_seed(seed)
     outputs: dict[str, list[np.ndarray]] = {}
+    batch_size = scoring_batch_size(batch_size, mc_samples=mc_samples, n_bins=X.shape[1])
     with torch.inference_mode():
         for start in range(0, len(X), batch_size):
             batch = torch.as_tensor(X[start : start + batch_size], dtype=torch.float32, device=device)

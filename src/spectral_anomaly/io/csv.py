@@ -102,22 +102,14 @@ def count_csv_bins(path: str | os.PathLike[str], dataset: dict[str, Any]) -> int
     header = dataset.get("header", True)
     if header:
         _check_header(path)
-    try:
-        with open(path, newline="", encoding="utf-8") as stream:
-            first = next(csv.reader(stream), [])
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise InputFileError(f"{path}: not a readable CSV file: {error}") from None
+    first = _first_row(path)
     names = first if header else [str(i) for i in range(len(first))]
     return len(_bin_columns(names, dataset, path=path))
 
 
 def _check_header(path: str | os.PathLike[str]) -> None:
     """Refuse a header that names a column twice (pandas would silently rename the second one)."""
-    try:
-        with open(path, newline="", encoding="utf-8") as stream:
-            names = next(csv.reader(stream), [])
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise InputFileError(f"{path}: not a readable CSV file: {error}") from None
+    names = _first_row(path)
     repeated = [name for name, count in Counter(names).items() if count > 1]
     if repeated:
         where = {name: [i + 1 for i, n in enumerate(names) if n == name] for name in repeated[:5]}
@@ -126,3 +118,12 @@ def _check_header(path: str | os.PathLike[str]) -> None:
             f"{path}: the header names {len(repeated)} column(s) more than once ({described}); "
             "give every column its own name"
         )
+
+
+def _first_row(path: str | os.PathLike[str]) -> list[str]:
+    """The fields of the file's first line."""
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            return next(csv.reader(stream), [])
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise InputFileError(f"{path}: not a readable CSV file: {error}") from None

@@ -135,10 +135,7 @@ def build_report(
     metrics["runs"] = {"column": run_column, "n_runs": len(runs)} if runs is not None else None
     figures = report_figures(tables, histories=history_tables, examples=example_arrays, labelled=labelled, curves=curves,
                              runs=runs, run_column=run_column, n_top=n_top, bin_unit=bin_unit)
-    import matplotlib
-
-    with matplotlib.rc_context({"text.parse_math": False}):  # text from configs and files is shown as it is, never as math
-        pngs = {name: render_png(figure()) for name, figure in figures.items()}
+    pngs = {name: render_png(figure()) for name, figure in figures.items()}
     reference, top_table = top_spectra_table(tables, n=N_RANKED_SPECTRA)
     page = render_report(dataset=dataset, run_name=run_name, metrics=metrics, figures=pngs, top_table=top_table,
                          reference_model=reference, run_config=run_config, runs=runs, run_column=run_column)
