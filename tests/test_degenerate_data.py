@@ -92,3 +92,10 @@ def test_a_score_table_with_a_non_finite_score_is_refused():
     split = {"train": np.array([0]), "validation": np.array([1]), "test": np.array([2])}
     with pytest.raises(InvalidSpectraError, match="1 of 3 spectra got a non-finite pca_nll \\(first: spectrum_id 1\\)"):
         build_score_table(spectra, split, {"pca_nll": np.array([1.0, np.nan, 2.0])}, model="pca", kind="pca")
+
+
+def test_values_too_large_for_float32_sums_are_refused_at_ingestion(base, tmp_path):
+    X = base * 1e35  # finite in float32, but a sum over 16 bins overflows the models' float32 arithmetic
+    with pytest.raises(InvalidSpectraError, match="spectrum 0 of 'spectra' holds values up to .* rescale the input"):
+        run_until_scores(tmp_path, X)
+    assert not (tmp_path / "out" / "d.h5").exists()

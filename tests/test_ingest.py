@@ -146,14 +146,18 @@ def test_a_label_can_be_a_0_1_column_or_an_expression(tmp_path, counts):
 @pytest.mark.parametrize(
     ("value", "require_counts", "expected"),
     [
-        (-0.0, True, (False, False)),  # negative zero is a count of zero
-        (np.finfo(np.float32).max, True, (False, False)),
-        (np.finfo(np.float32).tiny / 2, True, (False, False)),  # subnormal
-        (-1e-30, True, (False, True)),
-        (-1e-30, False, (False, False)),
-        (np.inf, False, (True, False)),
-        (-np.inf, True, (True, True)),
-        (np.nan, True, (True, False)),
+        (-0.0, True, (False, False, False)),  # negative zero is a count of zero
+        (np.finfo(np.float32).max, True, (False, False, True)),  # finite, but a sum over bins would overflow
+        (2.0**100, True, (False, False, False)),  # the largest value accepted
+        (2.0**101, True, (False, False, True)),
+        (-(2.0**101), False, (False, False, True)),
+        (-(2.0**101), True, (False, True, True)),
+        (np.finfo(np.float32).tiny / 2, True, (False, False, False)),  # subnormal
+        (-1e-30, True, (False, True, False)),
+        (-1e-30, False, (False, False, False)),
+        (np.inf, False, (True, False, False)),
+        (-np.inf, True, (True, True, False)),
+        (np.nan, True, (True, False, False)),
     ],
 )
 def test_the_block_check_finds_exactly_the_bad_values(value, require_counts, expected):
@@ -161,9 +165,11 @@ def test_the_block_check_finds_exactly_the_bad_values(value, require_counts, exp
 
     block = np.ones((5, 7), dtype=np.float32)
     block[3, 2] = value
-    nonfinite, negative = _bad_rows(block, require_counts=require_counts)
-    assert (nonfinite is not None, negative is not None) == expected
+    nonfinite, negative, huge = _bad_rows(block, require_counts=require_counts)
+    assert (nonfinite is not None, negative is not None, huge is not None) == expected
     if nonfinite is not None:
         assert np.flatnonzero(nonfinite).tolist() == [3]
+    if huge is not None:
+        assert huge == 3
     if negative is not None:
         assert negative == 3

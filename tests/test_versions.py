@@ -399,3 +399,18 @@ def test_front_page_states_config_versions_and_devices(results):
     body = publish_parts(rendered, writer="html", settings_overrides={"report_level": 2, "halt_level": 2})["html_body"]
     for expected in ("demo-bbbbbbbbbb", "torch", "2.13.0", "d/ae", "cpu", "device: cuda", "0.9500", "Package versions"):
         assert expected in body
+
+
+@pytest.mark.parametrize("suffix", [".md", ".html"])
+def test_compare_shows_config_strings_as_text(tmp_path, suffix):
+    payload = "<img src=x onerror=alert(1)> | *x* {{ 7 * 7 }}"
+    root = tmp_path / "results"
+    _fake_version(root, "demo-aaaaaaaaaa", started="2026-01-01T10:00:00+00:00", config=_config(), roc=0.9, flagged=[])
+    _fake_version(root, "demo-bbbbbbbbbb", started="2026-01-02T10:00:00+00:00",
+                  config=_config(datasets__d={"format": "csv", "path": "d.csv", "bin_unit": payload}), roc=0.9, flagged=[])
+    output = tmp_path / f"comparison{suffix}"
+    assert cli.main(["compare", "demo-a", "demo-b", "--results", str(root), "--output", str(output)]) == 0
+    text = output.read_text()
+    assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    if suffix == ".md":
+        assert "| datasets.d.bin_unit | (absent) | &lt;img src=x onerror=alert(1)&gt; \\| *x* {{ 7 * 7 }} |" in text

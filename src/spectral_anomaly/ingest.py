@@ -77,6 +77,11 @@ def _read_block(raw: RawSpectra, start: int, stop: int, out: np.ndarray) -> np.n
 
 # float32 bit patterns from 0x7F800000 up are +inf, NaN or (sign bit set) negative numbers
 FIRST_NONFINITE_OR_NEGATIVE_BITS = np.uint32(0x7F800000)
+#: the largest magnitude accepted in a spectrum: a sum over bins of such values stays far inside float32
+#: (3.4e38), so the models' sums and likelihoods cannot overflow
+LARGEST_VALUE = 2.0**100
+#: float32 bit patterns below this are finite non-negative values below LARGEST_VALUE
+FIRST_UNSAFE_BITS = np.float32(LARGEST_VALUE).view(np.uint32)
 
 
 def _row_blocks(
@@ -92,18 +97,20 @@ def _row_blocks(
         yield start, stop, _read_block(raw, start, stop, buffer)
 
 
-def _bad_rows(block: np.ndarray, *, require_counts: bool) -> tuple[np.ndarray | None, int | None]:
-    """Rows with NaN/inf (None if all finite) and the first row with a negative value (if checked).
+def _bad_rows(block: np.ndarray, *, require_counts: bool) -> tuple[np.ndarray | None, int | None, int | None]:
+    """Rows with NaN/inf (None if all finite), the first row with a negative value (if checked) and
+    the first row with a value beyond :data:`LARGEST_VALUE` in magnitude.
 
     One pass over the block, still in the CPU cache, settles the common case: seen as unsigned
-    32-bit integers, finite non-negative float32 values are exactly those below 0x7F800000 (NaN,
-    +inf and every value with the sign bit set lie above), so a block whose largest bit pattern is
-    below that holds no bad value. Otherwise the minimum and maximum tell NaN/inf (NaN propagates
-    through both, -inf shows in the minimum, +inf in the maximum) from negative values, and only
-    then is the block examined row by row.
+    32-bit integers, finite non-negative float32 values below :data:`LARGEST_VALUE` are exactly those
+    below :data:`FIRST_UNSAFE_BITS` (NaN, infinities, larger values and every value with the sign
+    bit set lie above), so a block whose largest bit pattern is below that holds no bad value.
+    Otherwise the minimum and maximum tell NaN/inf (NaN propagates through both, -inf shows in the
+    minimum, +inf in the maximum) from negative and huge values, and only then is the block examined
+    row by row.
     """
-    if block.view(np.uint32).max(initial=0) < FIRST_NONFINITE_OR_NEGATIVE_BITS:
-        return None, None
+    if block.view(np.uint32).max(initial=0) < FIRST_UNSAFE_BITS:
+        return None, None, None
     low, high = block.min(), block.max()
     nonfinite = None
     if not (np.isfinite(low) and np.isfinite(high)):
@@ -113,7 +120,12 @@ def _bad_rows(block: np.ndarray, *, require_counts: bool) -> tuple[np.ndarray | 
     if require_counts and low < 0:
         rows = np.flatnonzero((block < 0).any(axis=1))
         negative = int(rows[0]) if len(rows) else None
-    return nonfinite, negative
+    huge = None
+    with np.errstate(invalid="ignore"):
+        if high > LARGEST_VALUE or low < -LARGEST_VALUE or not (np.isfinite(low) and np.isfinite(high)):
+            rows = np.flatnonzero((np.isfinite(block) & (np.abs(block) > LARGEST_VALUE)).any(axis=1))
+            huge = int(rows[0]) if len(rows) else None
+    return nonfinite, negative, huge
 
 
 def _linkable(raw: RawSpectra) -> bool:
@@ -140,7 +152,14 @@ def _scan(
     written, offset, last_log = 0, 0, time.perf_counter()
     for path, raw in sources:
         for start, stop, block in _row_blocks(raw, block_rows=block_rows, buffer=buffer, mapped=X is None):
-            nonfinite, negative = _bad_rows(block, require_counts=require_counts)
+            nonfinite, negative, huge = _bad_rows(block, require_counts=require_counts)
+            if huge is not None:
+                raise InvalidSpectraError(
+                    f"{path}: spectrum {start + huge} of {raw.metadata['source_object'].iloc[start + huge]!r} holds "
+                    f"values up to {float(np.abs(block[huge][np.isfinite(block[huge])]).max()):.3g}, beyond the "
+                    f"{LARGEST_VALUE:.3g} the models' float32 sums over bins can take; rescale the input (e.g. to counts "
+                    "or to other units)"
+                )
             if negative is not None:
                 raise InvalidSpectraError(
                     f"{path}: spectrum {start + negative} of {raw.metadata['source_object'].iloc[start + negative]!r} "

@@ -457,8 +457,10 @@ def comparison_sections(comparison: dict[str, Any]) -> list[tuple[str, list[str]
     return sections
 
 
-def _markdown_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def _markdown_text(text: str) -> str:
+    """``text`` as Markdown that shows it as it is: HTML escaped (Markdown passes raw HTML through),
+    one line, and ``|`` escaped so that a table cell cannot split."""
+    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")
 
 
 def render_comparison(comparison: dict[str, Any], *, fmt: str = "md") -> str:
@@ -467,13 +469,13 @@ def render_comparison(comparison: dict[str, Any], *, fmt: str = "md") -> str:
     if fmt == "md":
         lines = []
         for level, (heading, paragraphs, header, rows) in enumerate(sections):
-            lines += [f"{'#' if level == 0 else '##'} {heading}", ""]
+            lines += [f"{'#' if level == 0 else '##'} {_markdown_text(heading)}", ""]
             for paragraph in paragraphs:
-                lines += [paragraph, ""]
+                lines += [_markdown_text(paragraph), ""]
             if header:
                 lines.append("| " + " | ".join(header) + " |")
                 lines.append("|" + "|".join("---" for _ in header) + "|")
-                lines += ["| " + " | ".join(_markdown_cell(c) for c in row) + " |" for row in rows]
+                lines += ["| " + " | ".join(_markdown_text(c) for c in row) + " |" for row in rows]
                 lines.append("")
         return "\n".join(lines)
     if fmt == "html":

@@ -121,9 +121,9 @@ def _check_header(path: str | os.PathLike[str]) -> None:
 
 
 def _first_row(path: str | os.PathLike[str]) -> list[str]:
-    """The fields of the file's first line."""
+    """The fields of the file's first line (a byte-order mark dropped, as pandas drops it)."""
     try:
-        with open(path, newline="", encoding="utf-8") as stream:
+        with open(path, newline="", encoding="utf-8-sig") as stream:
             return next(csv.reader(stream), [])
     except (UnicodeDecodeError, csv.Error) as error:
         raise InputFileError(f"{path}: not a readable CSV file: {error}") from None
