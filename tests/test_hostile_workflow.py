@@ -12,12 +12,14 @@ from __future__ import annotations
 import html
 import os
 import re
+import warnings
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from tables import NaturalNameWarning
 from test_workflow import snakemake
 
 from spectral_anomaly.score import read_scores
@@ -70,8 +72,10 @@ def write_inputs(folder: Path) -> dict:
 
     X, y = _spectra(3)
     path = folder / f"{ODD} pandas.h5"
-    pd.DataFrame(X).to_hdf(path, key=f"k {PAYLOAD}", format="fixed")
-    pd.DataFrame({"y": y, PAYLOAD: np.arange(N_SPECTRA)}).to_hdf(path, key=f"m {PAYLOAD}", format="fixed")
+    with warnings.catch_warnings():  # PyTables notes that such keys are no Python identifiers
+        warnings.simplefilter("ignore", NaturalNameWarning)
+        pd.DataFrame(X).to_hdf(path, key=f"k {PAYLOAD}", format="fixed")
+        pd.DataFrame({"y": y, PAYLOAD: np.arange(N_SPECTRA)}).to_hdf(path, key=f"m {PAYLOAD}", format="fixed")
     datasets["frame"] = {"format": "pandas_hdf5", "path": str(path), "key": f"k {PAYLOAD}",
                          "metadata_key": f"m {PAYLOAD}", **{**common, "anomaly_label": "y == 1",
                                                            "train_selection": f'source_object != "{PAYLOAD}x"'}}
