@@ -38,3 +38,13 @@ def test_a_regex_with_braces_selects_the_bins(tmp_path):
     np.testing.assert_array_equal(raw.counts, [[1, 2, 3], [5, 6, 7]])
     assert "bin_4444" in raw.metadata.columns
     assert count_bins(path, dataset) == 3
+
+
+@pytest.mark.parametrize("blank", ["\n", "   \n", "\r\n", "\t\n\n"])
+def test_blank_lines_before_the_header_do_not_hide_it_from_the_checks(blank, tmp_path):
+    path = tmp_path / "blank.csv"
+    path.write_text(blank + "bin_0,bin_1,bin_2,y,y\n1,2,3,0,0\n")
+    with pytest.raises(InvalidSpectraError, match="'y' in columns 4, 5"):
+        read_raw_spectra(path, CSV)
+    path.write_text(blank + "bin_0,bin_1,bin_2,y\n1,2,3,0\n")
+    assert count_bins(path, CSV) == read_raw_spectra(path, CSV).n_bins == 3

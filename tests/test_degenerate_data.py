@@ -99,3 +99,23 @@ def test_values_too_large_for_float32_sums_are_refused_at_ingestion(base, tmp_pa
     with pytest.raises(InvalidSpectraError, match="spectrum 0 of 'spectra' holds values up to .* rescale the input"):
         run_until_scores(tmp_path, X)
     assert not (tmp_path / "out" / "d.h5").exists()
+
+
+@pytest.mark.parametrize("value", [1e21, 1e29])
+def test_a_far_out_value_outside_training_gets_a_finite_top_score(value, base, tmp_path):
+    X = base.copy()
+    X[-1, 2] = value  # the last spectrum, in the test split, lies far outside the training spectra
+    tables = run_until_scores(tmp_path, X, steps=("standardize",), models={
+        "ae": {"kind": "autoencoder", "hidden": [8], "latent_dim": 2}, "vae": {"kind": "vae", "hidden": [8], "latent_dim": 2},
+        "poisson": {"kind": "vae", "hidden": [8], "latent_dim": 2, "likelihood": "poisson"}})
+    assert_every_score_finite(tables)
+    for model, table in tables.items():
+        if table["split"].iloc[-1] == "test":
+            assert table["anomaly_score"].idxmax() == N_SPECTRA - 1, model
+
+
+def test_values_too_small_for_float32_are_refused_before_training(base, tmp_path):
+    with pytest.raises(InvalidSpectraError, match="dataset 'd': normalization step standardize: bin [0-9]+ of the "
+                                                  "training spectra varies by only .* rescale the input"):
+        run_until_scores(tmp_path, base * 1e-40, steps=("standardize",))
+    assert not (tmp_path / "out" / "norm.json").exists()

@@ -140,3 +140,15 @@ def test_a_refused_expression_stops_the_config_before_any_job(tiny_demo_config):
                       "anomaly_label": f"@os.system('touch {MARKER}')"}}
     with pytest.raises(ConfigError, match="datasets.d.anomaly_label"):
         tiny_demo_config(datasets=datasets)
+
+
+@pytest.mark.parametrize(("expression", "problem"), [
+    ("-" * 1990 + "run == 1", "nested more than 64 levels deep"),
+    ("1+" * 996 + "1 == run", "nested more than 64 levels deep"),
+    ("not " * 400 + "is_bad", "nested more than 64 levels deep"),
+    ("(" * 250 + "run == 1" + ")" * 250, "not a valid expression"),  # beyond Python's parser
+])
+def test_deeply_nested_expressions_are_refused_in_one_line(expression, problem, metadata):
+    with pytest.raises(ConfigError, match=problem) as info:
+        evaluate_boolean_expression(expression, metadata, key="k")
+    assert "\n" not in str(info.value)

@@ -98,6 +98,9 @@ def write_inputs(folder: Path) -> dict:
                               "branch": f"counts {PAYLOAD}", **no_label}
     datasets["tree_flat"] = {"format": "root_tree_flat", "path": str(path), "tree": f"tree {PAYLOAD}",
                              "branches": [f"f* {PAYLOAD}"], "metadata_branches": ["y", f"y {PAYLOAD}"], **no_label}
+    X, y = _spectra(5)  # a relative path starting with '-', which a command line would take for an option
+    pd.DataFrame({"y": y, **{f"bin_{i}": X[:, i] for i in range(N_BINS)}}).to_csv(folder.parent / "-dash.csv", index=False)
+    datasets["dash"] = {"format": "csv", "path": "-dash.csv", "bin_columns": "bin_[0-9]+", "anomaly_label": "y == 1"}
     return datasets
 
 
@@ -131,7 +134,7 @@ def test_every_reader_reads_the_odd_paths_and_names(payload_run):
     for name, dataset in config["datasets"].items():
         table = read_scores(version / "scores" / name / "ae.parquet")
         assert len(table) == N_SPECTRA and np.isfinite(table["anomaly_score"]).all(), name
-        assert table["source_file"].iloc[0] == dataset["path"], name
+        assert table["source_file"].iloc[0] in (dataset["path"], f"./{dataset['path']}"), name
         assert table["label"].sum() == N_SPECTRA // 10, name
     csv = read_scores(version / "scores" / "csv" / "ae.parquet")
     assert "bin_4444" in csv.columns and set(csv["note"]) == {PAYLOAD} and PAYLOAD in csv.columns
@@ -159,6 +162,8 @@ def test_snakemake_report_shows_the_payload_as_text(payload_run):
     ("", "is empty"), ("   ", "is empty"), ("/", "is the system folder '/'"), ("/etc", "is the system folder '/etc'"),
     ("out/{version}", "holds braces"), ("out\nx", "holds control characters"),
     ("out/x</script><script>alert(1)</script>", "holds < or >"),
+    ("-res", "starts with '-'"), ("/proc/self/x", "lies inside the system folder '/proc'"),
+    ("run.yaml/x", "run.yaml' exists and is not a folder"), ("/dev/null", "lies inside the system folder '/dev'"),
 ])
 def test_an_unusable_results_dir_stops_the_run_before_any_job(results_dir, problem, tmp_path):
     config = {"run_name": "r", "results_dir": results_dir,

@@ -158,3 +158,40 @@ def test_an_edited_run_config_of_a_version_is_refused(tmp_path):
     path.write_text(path.read_text().replace("x.h5", "/etc/passwd"))
     with pytest.raises(InputFileError, match="config.yaml: damaged: its content no longer matches the checksum"):
         load_run_config(path)
+
+
+def test_an_external_link_is_refused_without_opening_its_target(tmp_path, spectra):
+    """The link is read, never followed: a target that blocks on open (a FIFO) cannot hang the pipeline."""
+    import os
+    import subprocess
+    import sys
+
+    os.mkfifo(tmp_path / "blocks.h5")
+    raw = _write(tmp_path / "raw.h5", lambda handle: (handle.__setitem__("spectra", spectra),
+                                                       handle.__setitem__("meta/run", h5py.ExternalLink("blocks.h5", "/x"))))
+    code = ("import sys; from spectral_anomaly.io import read_raw_spectra\n"
+            "read_raw_spectra(sys.argv[1], {'format': 'hdf5_array', 'dataset': 'spectra', 'metadata_group': 'meta'})")
+    run = subprocess.run([sys.executable, "-c", code, str(raw)], capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and "'/meta/run' is an HDF5 external link to blocks.h5:/x" in run.stderr
+
+
+def test_object_names_that_are_not_utf8_are_read_with_replacement_characters(tmp_path, spectra):
+    import uproot
+
+    from spectral_anomaly.io import read_raw_spectra
+
+    path = tmp_path / "names.h5"
+    with h5py.File(path, "w") as handle:
+        handle["spectra"] = spectra
+        handle.create_group("meta").create_dataset(b"r\xe9", data=np.arange(len(spectra)))  # a Latin-1 name
+        handle["meta/note"] = np.array([b"caf\xe9"] * len(spectra))
+    raw = read_raw_spectra(path, {**ARRAY, "metadata_group": "meta"})
+    assert "r\ufffd" in raw.metadata.columns and set(raw.metadata["note"]) == {"caf\ufffd"}
+
+    root = tmp_path / "latin.root"
+    with uproot.recreate(root) as handle:
+        for i, row in enumerate(spectra[:3]):
+            handle[f"spectrum_X{i}"] = (row, np.arange(spectra.shape[1] + 1.0))
+    root.write_bytes(root.read_bytes().replace(b"spectrum_X", b"spectrum_\xe9"))  # a Latin-1 name
+    ingest_to_store("d", {"format": "root_th1", "pattern": "spectrum_*"}, paths=[root], output=tmp_path / "s.h5")
+    assert read_canonical(tmp_path / "s.h5").metadata["source_object"].tolist() == [f"spectrum_\ufffd{i}" for i in range(3)]

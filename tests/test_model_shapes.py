@@ -54,3 +54,10 @@ def test_the_workflow_refuses_a_latent_size_before_any_job(models, pca, key, tmp
     output = run.stdout + run.stderr
     assert run.returncode != 0 and f"{key}, but dataset 'd' has spectra of 32 bins" in output
     assert not (tmp_path / "results").exists(), "no job ran"
+
+
+@pytest.mark.parametrize("bin_range", [[5, 5], [10, 0]])
+def test_an_empty_or_reversed_bin_range_is_refused(bin_range, tiny_demo_config):
+    datasets = {"d": {"format": "csv", "path": "x.csv", "bin_range": bin_range}}
+    with pytest.raises(ConfigError, match=r"datasets\.d\.bin_range: \[.*\] is empty or reversed"):
+        tiny_demo_config(datasets=datasets)

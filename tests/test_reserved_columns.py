@@ -76,3 +76,33 @@ def test_every_column_a_model_writes_is_reserved(tmp_path):
     for model, table in tables.items():
         own = [c for c in table.columns if c not in store.metadata.columns]
         assert own and all(is_reserved(c) for c in own), f"{model}: {[c for c in own if not is_reserved(c)]}"
+
+
+def test_column_names_that_look_like_hdf5_paths_are_stored_as_they_are(tmp_path):
+    names = ["/label", "a", "a/b", ".", "/X", "bin_edges", "x.y"]
+    store, tables = run_stages(tmp_path, {name: np.arange(N_SPECTRA) + i for i, name in enumerate(names)})
+    assert store.labels is None, "a column /label is no label"
+    for i, name in enumerate(names):
+        np.testing.assert_array_equal(store.metadata[name], np.arange(N_SPECTRA) + i)
+        np.testing.assert_array_equal(tables["pca"][name], np.arange(N_SPECTRA) + i)
+
+
+def test_a_store_of_format_version_1_still_reads(tmp_path):
+    """Version 1 named the metadata datasets after their columns."""
+    import json
+
+    import h5py
+
+    from spectral_anomaly.data import read_canonical
+
+    path = tmp_path / "v1.h5"
+    with h5py.File(path, "w") as handle:
+        handle.attrs.update({"format_version": 1, "dataset": "d", "source_sha256": "{}", "n_dropped_nonfinite": 0,
+                             "linked_sources": "[]"})
+        handle["X"] = np.ones((3, 2), np.float32)
+        handle["bin_edges"] = np.arange(3.0)
+        handle["metadata/spectrum_id"] = np.arange(3)
+        handle["metadata/run"] = np.array([7, 7, 8])
+        handle["metadata"].attrs["columns"] = json.dumps(["spectrum_id", "run"])
+    store = read_canonical(path)
+    assert list(store.metadata.columns) == ["spectrum_id", "run"] and list(store.metadata["run"]) == [7, 7, 8]

@@ -75,6 +75,9 @@ def describe_schema_error(config: dict[str, Any]) -> str | None:
 #: top-level system folders that can never hold result versions (besides the file-system root itself)
 SYSTEM_FOLDERS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/run", "/sbin", "/sys",
                   "/usr", "/var")
+#: system folders below which nothing may be written either: the kernel's, devices, boot files, configuration
+#: and programs (a folder of one's own below /usr/local or /var is fine)
+SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/sbin", "/sys")
 
 
 def check_results_dir(value: object) -> str:
@@ -90,9 +93,18 @@ def check_results_dir(value: object) -> str:
     if "<" in value or ">" in value:  # the path is written into a <script> of the Snakemake report as it is
         raise ConfigError(f"results_dir: {value!r} holds < or >, which the Snakemake report would embed in its page "
                           f"unescaped; give {allowed}")
+    if value.startswith("-"):
+        raise ConfigError(f"results_dir: {value!r} starts with '-', which a command line reads as an option; "
+                          f"write ./{value} for a folder of that name")
     resolved = Path(os.path.abspath(value))
     if resolved.parent == resolved or str(resolved) in SYSTEM_FOLDERS:
         raise ConfigError(f"results_dir: {value!r} is the system folder {str(resolved)!r}; give {allowed}")
+    tree = next((t for t in SYSTEM_TREES if str(resolved).startswith(t + "/")), None)
+    if tree is not None:
+        raise ConfigError(f"results_dir: {value!r} lies inside the system folder {tree!r}; give {allowed}")
+    existing = next((p for p in (resolved, *resolved.parents) if os.path.lexists(p)), None)
+    if existing is not None and not os.path.isdir(existing):
+        raise ConfigError(f"results_dir: {value!r}: {str(existing)!r} exists and is not a folder; give {allowed}")
     return value
 
 
@@ -103,6 +115,11 @@ def check_config_values(config: dict[str, Any], *, source: str | os.PathLike[str
     try:
         check_results_dir(config.get("results_dir", "results"))
         check_config_expressions(config)
+        for name, dataset in (config.get("datasets") or {}).items():
+            low, high = dataset.get("bin_range") or (0.0, 1.0)
+            if not high > low:
+                raise ConfigError(f"datasets.{name}.bin_range: [{low}, {high}] is empty or reversed; give [low, high] "
+                                  "with high above low")
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from None
 

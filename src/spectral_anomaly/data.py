@@ -7,10 +7,12 @@ Layout (format version in the root attribute ``format_version``):
   size and modification time of each, checked whenever the store is read);
 - ``bin_edges``: float64 ``(n_bins + 1,)``;
 - ``variances``: float32 like ``X``, only where the input had per-bin variances (ROOT ``Sumw2``);
-- ``metadata/<column>``: one value per spectrum (``spectrum_id``, ``source_file``,
-  ``source_object``, ``entry`` and whatever the reader found), column order in attribute
-  ``columns``; text columns are stored as integer codes with their ``categories``, and an integer
-  column that counts 0, 1, ..., n - 1 as its length (attribute ``range_length``);
+- ``metadata/<i>``: one value per spectrum for the i-th column named in the group's attribute
+  ``columns`` (``spectrum_id``, ``source_file``, ``source_object``, ``entry`` and whatever the
+  reader found). Datasets are named by position, since a column name may hold ``/`` or ``.``,
+  which HDF5 would read as a path (format version 1 named them by column); text columns are
+  stored as integer codes with their ``categories``, and an integer column that counts
+  0, 1, ..., n - 1 as its length (attribute ``range_length``);
 - ``label``: int8, 1 = anomalous, 0 = normal (only where the dataset configures a label);
 - attributes ``dataset``, ``source_sha256`` (JSON: file -> sha256), ``n_dropped_nonfinite``.
 """
@@ -79,20 +81,20 @@ def write_store_contents(
     handle.create_dataset("bin_edges", data=np.asarray(bin_edges, dtype=np.float64))
     group = handle.create_group("metadata")
     group.attrs["columns"] = json.dumps([str(c) for c in metadata.columns])
-    for column in metadata.columns:
-        values = metadata[column]
+    for position, column in enumerate(metadata.columns):
+        values, name = metadata.iloc[:, position], str(position)
         if values.dtype.kind in "iu" and len(values) > 1 and _is_range(values.to_numpy()):
-            stored = group.create_dataset(str(column), data=np.zeros(0, dtype=values.dtype))  # 0, 1, ..., n - 1
+            stored = group.create_dataset(name, data=np.zeros(0, dtype=values.dtype))  # 0, 1, ..., n - 1
             stored.attrs["range_length"] = len(values)
         elif values.dtype.kind in "biuf":
-            group.create_dataset(str(column), data=values.to_numpy())
+            group.create_dataset(name, data=values.to_numpy())
         else:  # text: integer codes plus the list of distinct values (fast for millions of rows)
             if isinstance(values.dtype, pd.CategoricalDtype):
                 codes, categories = values.cat.codes.to_numpy(), values.cat.categories.astype(str)
             else:
                 text = values if pd.api.types.is_string_dtype(values) else values.astype(str)
                 codes, categories = pd.factorize(text, sort=False)
-            stored = group.create_dataset(str(column), data=codes.astype(np.int32))
+            stored = group.create_dataset(name, data=codes.astype(np.int32))
             stored.attrs["categories"] = json.dumps([str(c) for c in categories])
     if labels is not None:
         handle.create_dataset("label", data=np.asarray(labels, dtype=np.int8))
@@ -122,10 +124,12 @@ def read_canonical(path: str | os.PathLike[str], *, load_X: bool = True) -> Cano
         raise InputFileError(f"{path}: canonical store not found; run the workflow's ingest step to create it")
     try:
         with h5py.File(path, "r") as handle:
-            check_format_version(handle.attrs.get("format_version"), kind="canonical_store", path=path)
+            version = check_format_version(handle.attrs.get("format_version"), kind="canonical_store", path=path)
             check_linked_sources(handle, path=path)
             columns = json.loads(handle["metadata"].attrs["columns"])
-            metadata = pd.DataFrame({c: _read_column(handle["metadata"][c]) for c in columns}, columns=columns)
+            names = columns if version < 2 else [str(i) for i in range(len(columns))]
+            metadata = pd.DataFrame({i: _read_column(handle["metadata"][n]) for i, n in enumerate(names)})
+            metadata.columns = columns
             n_bins = handle["X"].shape[1]
             return CanonicalSpectra(
                 dataset=str(handle.attrs["dataset"]),

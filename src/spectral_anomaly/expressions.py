@@ -45,6 +45,8 @@ _ARITHMETIC = {
 }
 #: longest expression accepted: a config value, not a program
 MAX_LENGTH = 2000
+#: deepest nesting of operations accepted (checking and evaluating recurse once per level)
+MAX_DEPTH = 64
 #: placeholder identifiers for backtick-quoted column names (user names may not hold double underscores)
 _PLACEHOLDER = "__column_{}__"
 _NODE_WORDS = {
@@ -125,9 +127,24 @@ def parse_expression(text: str, *, key: str) -> ParsedExpression:
         tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as error:
         raise _refuse(key, text, f"not a valid expression ({error.msg})") from None
+    except (RecursionError, MemoryError):
+        raise _refuse(key, text, f"nested more than {MAX_DEPTH} levels deep") from None
+    if _depth(tree.body) > MAX_DEPTH:
+        raise _refuse(key, text, f"nested more than {MAX_DEPTH} levels deep")
     columns: dict[str, str] = {}
     _Checker(text=text, key=key, backticked=backticked, columns=columns).check(tree.body)
     return ParsedExpression(text, tree, columns)
+
+
+def _depth(root: ast.AST) -> int:
+    """How deeply ``root``'s tree nests, measured without recursion (a long chain such as 1+1+...+1 nests deep)."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_DEPTH:
+            stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 class _Checker:

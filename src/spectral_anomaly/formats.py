@@ -16,7 +16,7 @@ from .integrity import verify_checksum
 
 #: kind of file -> format version written by this package version
 FORMAT_VERSIONS: dict[str, int] = {
-    "canonical_store": 1,
+    "canonical_store": 2,
     "split": 1,
     "normalization": 1,
     "model": 1,

@@ -171,7 +171,8 @@ def _scan(
                 if policy == "error":
                     raise InvalidSpectraError(
                         f"{path}: {int(nonfinite.sum())} spectra in rows {start}-{stop - 1} hold NaN or infinite "
-                        f"values (first: spectrum {first_bad} of {raw.metadata['source_object'].iloc[first_bad]!r}); "
+                        "values, or values beyond float32's range of 3.4e38 "
+                        f"(first: spectrum {first_bad} of {raw.metadata['source_object'].iloc[first_bad]!r}); "
                         "fix the file or set the dataset's nonfinite: drop to leave them out"
                     )
                 if X is None:

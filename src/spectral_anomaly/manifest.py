@@ -30,9 +30,11 @@ FILE_KINDS = (
 )
 
 
-#: the manifest, its front page for ``snakemake --report`` and the manifest job's own benchmark (written by
-#: Snakemake after the job): listed in none of them, since each changes whenever the manifest is rebuilt
-MANIFEST_FILES = ("manifest.json", "manifest.rst", "benchmarks/manifest.tsv")
+#: the manifest and its front page for ``snakemake --report``, written together, listed in neither
+MANIFEST_FILES = ("manifest.json", "manifest.rst")
+#: folders of a version that record how the jobs ran, not results: Snakemake writes the job logs and
+#: benchmark records (the manifest job's own after the manifest), so they are not listed
+RUN_RECORD_FOLDERS = ("logs", "benchmarks")
 
 
 def stored_format_version(path: Path, kind: str) -> int | None:
@@ -73,7 +75,7 @@ def build_manifest(config: dict[str, Any], *, result_dir: Path, input_checksums:
     files = []
     for path in sorted(p for p in result_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
         relative = path.relative_to(result_dir)
-        if str(relative) in MANIFEST_FILES or relative.parts[0] == "logs":
+        if str(relative) in MANIFEST_FILES or relative.parts[0] in RUN_RECORD_FOLDERS:
             continue
         kind = _file_kind(relative)
         files.append({

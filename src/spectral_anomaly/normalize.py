@@ -180,14 +180,30 @@ def moments(blocks: Iterator[np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
     return n, mean, squares
 
 
+#: the smallest spread a fitted step divides by: float32, in which the models run, cannot take the
+#: reciprocal of much less (and spreads this small come from data in unsuitable units)
+SMALLEST_SCALE = 2.0**-100
+
+
 def _fit_step(step: str, blocks: Callable[[], Iterator[np.ndarray]]) -> dict[str, Any]:
     n, mean, squares = moments(blocks())
     if step == "standardize":
         std = np.sqrt(squares / n)
         std = np.where(std > 1e-12 * max(float(std.max()), 1e-300), std, 1.0)
+        _check_scale(step, float(std.min()), int(std.argmin()))
         return {"mean": mean.tolist(), "std": std.tolist()}
     scale = max((float(np.abs(Z - mean).max()) for Z in blocks()), default=0.0)
+    _check_scale(step, scale, None)
     return {"mean": mean.tolist(), "scale": scale if scale > 0 else 1.0}
+
+
+def _check_scale(step: str, scale: float, bin_index: int | None) -> None:
+    if 0.0 < scale < SMALLEST_SCALE:
+        where = f"bin {bin_index} of the training spectra varies" if bin_index is not None else "the training spectra vary"
+        raise InvalidSpectraError(
+            f"normalization step {step}: {where} by only {scale:.3g}, below the {SMALLEST_SCALE:.3g} that float32 "
+            "arithmetic can divide by; rescale the input (e.g. to other units), or put unit_integral first"
+        )
 
 
 def _forward(step: str, params: dict[str, Any], Z: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 from .atomic import atomic_path, write_json
 from .config import check_model_shapes, dataset_config, model_config, model_instances, split_instance
 from .data import evaluate_metadata_expression, read_canonical
+from .exceptions import InvalidSpectraError
 from .formats import FORMAT_VERSIONS, read_versioned_json, write_versioned_csv
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,10 @@ def run_normalize(config: dict[str, Any], dataset: str, *, data_path: PathLike, 
     spectra = read_canonical(data_path)
     check_model_shapes(config, dataset=dataset, n_bins=spectra.n_bins)
     train = read_split(split_path)["train"]
-    normalizer = SpectrumNormalizer(steps=config["normalization"]["steps"]).fit(spectra.X, rows=train)
+    try:
+        normalizer = SpectrumNormalizer(steps=config["normalization"]["steps"]).fit(spectra.X, rows=train)
+    except InvalidSpectraError as error:
+        raise InvalidSpectraError(f"dataset {dataset!r}: {error}") from None
     constant = check_training_variation(normalizer, spectra.X, train, dataset=dataset)
     if constant:
         log.warning("dataset %s: %d of %d bins never %s in the training spectra after normalization; they carry "

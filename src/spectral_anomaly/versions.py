@@ -17,7 +17,6 @@ Readers of the manifest and the metrics refuse a newer format version, as every 
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import re
@@ -35,6 +34,7 @@ from .exceptions import (
     closest_first,
 )
 from .formats import check_format_version, read_versioned_json
+from .text import html_text, markdown_text, rst_text, template_text, visible
 
 PathLike = str | os.PathLike[str]
 
@@ -235,7 +235,8 @@ def version_summary(version: ResultVersion) -> dict[str, Any]:
 
 
 def aligned_table(header: list[str], rows: list[list[str]]) -> str:
-    """Columns padded to their widest cell, separated by two spaces."""
+    """Columns padded to their widest cell, separated by two spaces; control characters shown as escapes."""
+    header, rows = [visible(cell) for cell in header], [[visible(cell) for cell in row] for row in rows]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
     return "\n".join(lines)
@@ -457,39 +458,33 @@ def comparison_sections(comparison: dict[str, Any]) -> list[tuple[str, list[str]
     return sections
 
 
-def _markdown_text(text: str) -> str:
-    """``text`` as Markdown that shows it as it is: HTML escaped (Markdown passes raw HTML through),
-    one line, and ``|`` escaped so that a table cell cannot split."""
-    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")
-
-
 def render_comparison(comparison: dict[str, Any], *, fmt: str = "md") -> str:
     """The comparison as Markdown (``fmt="md"``) or as a self-contained HTML page (``fmt="html"``)."""
     sections = comparison_sections(comparison)
     if fmt == "md":
         lines = []
         for level, (heading, paragraphs, header, rows) in enumerate(sections):
-            lines += [f"{'#' if level == 0 else '##'} {_markdown_text(heading)}", ""]
+            lines += [f"{'#' if level == 0 else '##'} {markdown_text(heading)}", ""]
             for paragraph in paragraphs:
-                lines += [_markdown_text(paragraph), ""]
+                lines += [markdown_text(paragraph), ""]
             if header:
                 lines.append("| " + " | ".join(header) + " |")
                 lines.append("|" + "|".join("---" for _ in header) + "|")
-                lines += ["| " + " | ".join(_markdown_text(c) for c in row) + " |" for row in rows]
+                lines += ["| " + " | ".join(markdown_text(c) for c in row) + " |" for row in rows]
                 lines.append("")
         return "\n".join(lines)
     if fmt == "html":
         parts = ["<!DOCTYPE html>", '<html><head><meta charset="utf-8">',
-                 f"<title>{html.escape(sections[0][0])}</title>",
+                 f"<title>{html_text(sections[0][0])}</title>",
                  ("<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
                   "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}</style></head><body>")]
         for level, (heading, paragraphs, header, rows) in enumerate(sections):
             tag = "h1" if level == 0 else "h2"
-            parts.append(f"<{tag}>{html.escape(heading)}</{tag}>")
-            parts += [f"<p>{html.escape(p)}</p>" for p in paragraphs]
+            parts.append(f"<{tag}>{html_text(heading)}</{tag}>")
+            parts += [f"<p>{html_text(p)}</p>" for p in paragraphs]
             if header:
-                parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
-                parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows]
+                parts.append("<table><tr>" + "".join(f"<th>{html_text(h)}</th>" for h in header) + "</tr>")
+                parts += ["<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in row) + "</tr>" for row in rows]
                 parts.append("</table>")
         parts.append("</body></html>")
         return "\n".join(parts)
@@ -516,29 +511,9 @@ def run_compare(a: str, b: str, *, results_dir: PathLike = "results", output: Pa
 # --- front page of snakemake --report ------------------------------------------------------------
 
 
-def _rst_text(value: object) -> str:
-    """``value`` as plain reStructuredText inline text: one line, every markup character escaped.
-
-    A backslash before any character makes reStructuredText take it literally, so no value can become
-    markup (emphasis, links, substitutions, roles) or, being one line, a directive.
-    """
-    text = " ".join(str(value).split())
-    return "".join(char if char.isalnum() or char == " " else "\\" + char for char in text)
-
-
-def _template_text(text: str) -> str:
-    """``text`` such that rendering it as a Jinja template gives it back unchanged.
-
-    Snakemake renders the front page of ``snakemake --report`` as a Jinja template, so a brace from a
-    config value or file name could otherwise start template code; every brace is written as a Jinja
-    expression of itself (``{{ '{' }}``), which cannot be closed or escaped from inside the text.
-    """
-    return re.sub(r"[{}]", lambda brace: "{{ '" + brace.group() + "' }}", text)
-
-
 def _rst_table(header: list[str], rows: list[list[str]]) -> list[str]:
     """A reStructuredText "simple table" of escaped cells."""
-    header, rows = [_rst_text(c) or "\\-" for c in header], [[_rst_text(c) or "\\-" for c in row] for row in rows]
+    header, rows = [rst_text(c) or "\\-" for c in header], [[rst_text(c) or "\\-" for c in row] for row in rows]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     rule = "  ".join("=" * w for w in widths)
     line = lambda row: "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
@@ -549,8 +524,8 @@ def report_front_page(manifest: dict[str, Any], *, result_dir: PathLike | None =
     """The front page of ``snakemake --report``: the run's config, package versions and devices, from its manifest.
 
     reStructuredText in which every value from the config, the inputs or the environment is plain
-    text: escaped for reStructuredText (:func:`_rst_text`, or inside a literal block) and for the Jinja
-    template Snakemake renders the page as (:func:`_template_text`).
+    text: escaped for reStructuredText (:func:`.text.rst_text`, or inside a literal block) and for the
+    Jinja template Snakemake renders the page as (:func:`.text.template_text`).
     """
     import yaml
 
@@ -559,7 +534,7 @@ def report_front_page(manifest: dict[str, Any], *, result_dir: PathLike | None =
     version = ResultVersion(path=Path(manifest.get("result_version", "unknown-0000000000")),
                             run_name=str(manifest.get("run_name")), hash="", config=config,
                             started=manifest.get("started"), finished=manifest.get("finished"), manifest=manifest)
-    title = f"Anomalous spectra: result version {_rst_text(manifest.get('result_version'))}"
+    title = f"Anomalous spectra: result version {rst_text(manifest.get('result_version'))}"
     lines = [title, "=" * len(title), "",
              ("Spectra are ingested into a canonical store, split (seeded), normalized on the training split, "
               "modelled by each configured autoencoder and VAE and by the PCA baseline, scored (higher anomaly_score = "
@@ -573,7 +548,7 @@ def report_front_page(manifest: dict[str, Any], *, result_dir: PathLike | None =
               ("Git commit", manifest.get("git_commit") or "unknown"), ("Datasets", ", ".join(datasets) or "-"),
               ("Models", ", ".join(version.models)),
               ("Device", f"{config.get('training', {}).get('device', '?')} requested")]
-    lines += [f":{name}: {_rst_text(value)}" for name, value in fields] + [""]
+    lines += [f":{name}: {rst_text(value)}" for name, value in fields] + [""]
     devices = manifest.get("devices") or {}
     lines += ["Devices", "-------", "", "The device each model trained on.", ""]
     lines += _rst_table(["dataset / model", "device"], [[k, v] for k, v in devices.items()] or [["-", "-"]])
@@ -600,4 +575,4 @@ def report_front_page(manifest: dict[str, Any], *, result_dir: PathLike | None =
               "::", ""]
     lines += ["    " + line for line in yaml.safe_dump(config, sort_keys=False, width=10**9).splitlines()]
     lines += [""]
-    return _template_text("\n".join(lines))
+    return template_text("\n".join(lines))

@@ -121,9 +121,13 @@ def _check_header(path: str | os.PathLike[str]) -> None:
 
 
 def _first_row(path: str | os.PathLike[str]) -> list[str]:
-    """The fields of the file's first line (a byte-order mark dropped, as pandas drops it)."""
+    """The fields of the file's first line that is not blank, as pandas reads the header: a byte-order
+    mark dropped, lines of nothing but white space skipped."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as stream:
-            return next(csv.reader(stream), [])
+            for row in csv.reader(stream):
+                if any(field.strip() for field in row) or len(row) > 1:
+                    return row
     except (UnicodeDecodeError, csv.Error) as error:
         raise InputFileError(f"{path}: not a readable CSV file: {error}") from None
+    return []

@@ -29,6 +29,7 @@ from ..exceptions import (
 )
 from .raw import (
     RawSpectra,
+    readable_text,
     check_edges,
     check_spectra_shape,
     source_metadata,
@@ -73,12 +74,11 @@ def _get_object(handle: Any, key: str, *, path: str | os.PathLike[str], kind: st
     import h5py
 
     wanted = h5py.Dataset if kind == "dataset" else h5py.Group
+    _refuse_external_link(handle, key, path=path)  # before anything follows the link: it may lead anywhere
     try:
         obj = handle.get(key)
-    except (KeyError, OSError) as error:  # e.g. an external link to a file that does not exist
-        obj = None
-        if _external_link_on(handle, key) is None:
-            raise InputFileError(f"{path}: cannot open {kind} {key!r} (corrupt?): {error}") from None
+    except (KeyError, OSError) as error:
+        raise InputFileError(f"{path}: cannot open {kind} {key!r} (corrupt?): {error}") from None
     _check_inside_file(handle, key, obj, path=path)
     if not isinstance(obj, wanted):
         what = "has no" if obj is None else f"has {key!r}, but it is not a"
@@ -90,27 +90,33 @@ def _get_object(handle: Any, key: str, *, path: str | os.PathLike[str], kind: st
 
 
 def _members(group: Any, *, path: str | os.PathLike[str]) -> list[tuple[str, Any]]:
-    """``(name, object)`` of every member of ``group``, each checked to lie inside the file."""
-    return [(name, _get_object(group, name, path=path, kind="dataset")) for name in group]
+    """``(name, object)`` of every member of ``group``, each checked to lie inside the file.
+
+    A name that is not UTF-8 (h5py gives it as bytes) is shown with replacement characters.
+    """
+    return [(readable_text(name), _get_object(group, name, path=path, kind="dataset")) for name in group]
 
 
-def _external_link_on(handle: Any, key: str, *, depth: int = 0) -> tuple[str, Any] | None:
-    """``(its path, link)`` of the first external link on the way to ``key`` (each part of the path, soft
-    links followed), else None."""
+def _external_link_on(handle: Any, key: str | bytes, *, depth: int = 0) -> tuple[str, str] | None:
+    """``(its path, where it points)`` of the first external link on the way to ``key`` (each part of the
+    path; soft links followed by their target path), else None. Links are read with HDF5's link API on
+    the raw names, so nothing is followed and names that are not UTF-8 work."""
     import h5py
 
-    group, parts = handle, [part for part in key.split("/") if part]
+    raw = key if isinstance(key, bytes) else key.encode("utf-8", "surrogateescape")
+    group, parts = handle, [part for part in raw.split(b"/") if part]
     for part in parts:
-        try:
-            link = group.get(part, getlink=True)
-        except (KeyError, OSError):
+        if not group.id.links.exists(part):
             return None
-        if isinstance(link, h5py.ExternalLink):
-            return f"{group.name.rstrip('/')}/{part}", link
-        if isinstance(link, h5py.SoftLink) and depth < 32:
-            target = _external_link_on(handle.file, link.path, depth=depth + 1)
-            if target is not None:
-                return target
+        info = group.id.links.get_info(part)
+        if info.type == h5py.h5l.TYPE_EXTERNAL:
+            filename, target = group.id.links.get_val(part)
+            return (f"{group.name.rstrip('/')}/{readable_text(part)}",
+                    f"{readable_text(filename)}:{readable_text(target)}")
+        if info.type == h5py.h5l.TYPE_SOFT and depth < 32:
+            found = _external_link_on(handle.file, group.id.links.get_val(part), depth=depth + 1)
+            if found is not None:
+                return found
         try:
             group = group[part]
         except (KeyError, OSError):
@@ -120,33 +126,46 @@ def _external_link_on(handle: Any, key: str, *, depth: int = 0) -> tuple[str, An
     return None
 
 
+_REMEDY = "copy the data into the file itself (e.g. h5py: f.create_dataset(name, data=dset[()])), then ingest it"
+
+
+def _object_name(handle: Any, key: str | bytes) -> str:
+    return f"{getattr(handle, 'name', '/').rstrip('/')}/{readable_text(key).strip('/')}"
+
+
+def _refuse_external_link(handle: Any, key: str, *, path: str | os.PathLike[str]) -> None:
+    """Refuse ``key`` when an external link lies on the way to it, found from the links alone (never followed)."""
+    found = _external_link_on(handle, key)
+    if found is not None:
+        link_path, target = found
+        name = _object_name(handle, key)
+        via = "is" if link_path == name else f"lies behind {link_path!r},"
+        raise InputFileError(f"{path}: {name!r} {via} an HDF5 external link to {target}; input files may not point "
+                             f"to other files; {_REMEDY}")
+
+
 def _check_inside_file(handle: Any, key: str, obj: Any, *, path: str | os.PathLike[str]) -> None:
     """Refuse an object that is reached through an external link, or a dataset whose data live in other
     files (HDF5 external storage or a virtual dataset): an input file must never make the pipeline read
     another file. The message names the object and where it points."""
     import h5py
 
-    name = f"{getattr(handle, 'name', '/').rstrip('/')}/{key.strip('/')}"
-    remedy = "copy the data into the file itself (e.g. h5py: f.create_dataset(name, data=dset[()])), then ingest it"
-    found = _external_link_on(handle, key)
-    if found is not None or (obj is not None and obj.file.filename != handle.file.filename):
-        link_path, link = found if found is not None else (name, None)
-        where = f"{link.filename}:{link.path}" if link is not None else obj.file.filename
-        via = "is" if link_path == name else f"lies behind {link_path!r},"
-        raise InputFileError(f"{path}: {name!r} {via} an HDF5 external link to {where}; input files may not point "
-                             f"to other files; {remedy}")
+    name = _object_name(handle, key)
+    if obj is not None and obj.file.filename != handle.file.filename:
+        raise InputFileError(f"{path}: {name!r} lies in another file, {obj.file.filename}; input files may not point "
+                             f"to other files; {_REMEDY}")
     if not isinstance(obj, h5py.Dataset):
         return
     if obj.is_virtual:
         sources = sorted({f"{source.file_name}:{source.dset_name}" for source in obj.virtual_sources()})
         raise InputFileError(f"{path}: {name!r} is an HDF5 virtual dataset over {', '.join(sources)}; input files "
-                             f"may not point to other files; {remedy}")
+                             f"may not point to other files; {_REMEDY}")
     plist = obj.id.get_create_plist()
     if plist.get_external_count():
         files = [plist.get_external(i)[0] for i in range(plist.get_external_count())]
         shown = ", ".join(f.decode(errors="replace") if isinstance(f, bytes) else str(f) for f in files)
         raise InputFileError(f"{path}: {name!r} keeps its data in external file(s) {shown}; input files may not "
-                             f"point to other files; {remedy}")
+                             f"point to other files; {_REMEDY}")
 
 
 def _read_array(dataset: Any, *, path: str | os.PathLike[str]) -> np.ndarray:
@@ -158,7 +177,7 @@ def _read_array(dataset: Any, *, path: str | os.PathLike[str]) -> np.ndarray:
 
 def _decode(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind in "SO":
-        return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=object)
+        return np.array([readable_text(v) for v in values], dtype=object)
     return values
 
 

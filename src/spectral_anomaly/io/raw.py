@@ -47,6 +47,23 @@ class RawSpectra:
         return int(self.counts.shape[1])
 
 
+def readable_text(value: object) -> str:
+    """``value`` as text: bytes and undecodable names (ROOT keys, HDF5 names that are not UTF-8) with
+    each bad byte as the replacement character, so every name can be stored, compared and shown."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8, escaped by the decoder
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raw = text.encode("utf-8", "surrogatepass")
+        text = raw.decode("utf-8", "replace")
+    return text
+
+
 def _repeated(value: str, n: int) -> pd.Categorical:
     """One text value for ``n`` rows, stored once (a categorical: one byte per row)."""
     return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[value])
@@ -55,8 +72,8 @@ def _repeated(value: str, n: int) -> pd.Categorical:
 def source_metadata(path: str | os.PathLike[str], obj: str | list[str], n: int) -> pd.DataFrame:
     """The metadata columns every reader provides: file, object and entry within the object."""
     return pd.DataFrame({
-        "source_file": _repeated(str(path), n),
-        "source_object": _repeated(obj, n) if isinstance(obj, str) else obj,
+        "source_file": _repeated(readable_text(path), n),
+        "source_object": _repeated(readable_text(obj), n) if isinstance(obj, str) else [readable_text(o) for o in obj],
         "entry": np.arange(n, dtype=np.int64),
     })
 
@@ -73,7 +90,7 @@ def with_input_metadata(
     if extra.shape[1] == 0:
         return origin
     extra = extra.reset_index(drop=True)
-    extra.columns = input_column_names(extra.columns, source=str(path))
+    extra.columns = input_column_names([readable_text(c) for c in extra.columns], source=str(path))
     return pd.concat([origin.reset_index(drop=True), extra], axis=1)
 
 

@@ -13,8 +13,17 @@ import torch
 from torch import nn
 
 
+#: normalized values are clipped to +-this before the networks: a value a million training standard
+#: deviations out says nothing more about the shape than one at the limit, and larger ones would
+#: overflow float32 in the networks' squares and sums (a spectrum far outside the training data)
+NORMALIZED_LIMIT = 1e6
+
+
 class NormalizationLayer(nn.Module):
-    """Applies (and inverts) a fitted normalization; ``None`` means the identity."""
+    """Applies (and inverts) a fitted normalization; ``None`` means the identity.
+
+    The output is clipped to +-:data:`NORMALIZED_LIMIT`, which normal spectra never reach.
+    """
 
     def __init__(self, normalization: dict[str, Any] | None) -> None:
         super().__init__()
@@ -39,7 +48,7 @@ class NormalizationLayer(nn.Module):
             else:
                 inverse_scale = getattr(self, f"scale_{i}").reciprocal()
                 x = torch.addcmul(-getattr(self, f"mean_{i}") * inverse_scale, x, inverse_scale)
-        return x
+        return x.clamp(-NORMALIZED_LIMIT, NORMALIZED_LIMIT)
 
     def inverse(self, z: torch.Tensor, totals: torch.Tensor) -> torch.Tensor:
         """Map normalized spectra back to input units; ``totals`` are the spectra's total counts."""

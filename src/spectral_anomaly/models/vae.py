@@ -139,7 +139,7 @@ class VariationalAutoencoder(nn.Module):
         mean, sigma = self.likelihood.mean_and_sigma(output, terms["totals"])
         pulls = (terms["target"] - mean) / sigma
         normalized_mean = self.normalize(mean) if self.likelihood.kind == "poisson" else mean
-        squared_pulls = pulls.pow(2).sum(dim=-1)
+        squared_pulls = pulls.double().pow(2).sum(dim=-1)  # Poisson pulls of huge counts overflow float32 squares
         scores = {
             "negative_elbo": -terms["elbo"],
             "elbo": terms["elbo"],

@@ -23,8 +23,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
+from ..text import plot_text
 from ..thresholds import rate_label, threshold_entries
-from .figures import ANOMALOUS_COLOUR, NORMAL_COLOUR, _message, _panel_grid, _subsample, plain_text
+from .figures import ANOMALOUS_COLOUR, NORMAL_COLOUR, _message, _panel_grid, _subsample
 
 #: models paired in the agreement figure at most (6 panels)
 MAX_AGREEMENT_MODELS = 4
@@ -182,7 +183,7 @@ def run_summary_figure(tables: Mapping[str, pd.DataFrame], summary: pd.DataFrame
             _message(ax, "no calibrated flags and no labels to summarise")
             continue
         if len(summary) <= MAX_RUN_TICKS:
-            ax.set_xticks(positions, [plain_text(v) for v in summary[column]], rotation=45 if len(summary) > 8 else 0,
+            ax.set_xticks(positions, [plot_text(v) for v in summary[column]], rotation=45 if len(summary) > 8 else 0,
                           fontsize=8.5)
         ax.set_ylim(0, max(0.05, 1.35 * float(np.nanmax([line.get_ydata().max() for line in ax.lines]))))  # room for the legend
         ax.grid(alpha=0.3)

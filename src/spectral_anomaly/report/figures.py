@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, NullLocator
 
+from ..text import plot_text
 from .metrics import evaluated_rows
 
 #: the figures build_report writes, in page order (ROC and PR in .curves, agreement and per-run in .comparison)
@@ -173,13 +174,8 @@ def training_curves_figure(histories: Mapping[str, pd.DataFrame]) -> Figure:
     return figure
 
 
-def plain_text(value: object) -> str:
-    """``value`` as matplotlib text that is shown as it is: a dollar sign would otherwise start mathtext."""
-    return str(value).replace("$", r"\$")
-
-
 def _axis_label(unit: str | None) -> str:
-    return f"bin centre [{plain_text(unit)}]" if unit else "bin centre"
+    return f"bin centre [{plot_text(unit)}]" if unit else "bin centre"
 
 
 #: the pull axis spans at most +-this; larger pulls run off the axis and their maximum is written on it

@@ -11,11 +11,11 @@ import base64
 import json
 import math
 from collections.abc import Mapping
-from html import escape
 
 import pandas as pd
 
 from .. import __version__
+from ..text import html_text as escape
 from ..thresholds import rate_label
 from .captions import FIGURE_TEXT
 from .metrics import best_models
