@@ -1,6 +1,8 @@
-# spectral_anomaly: ingest -> split -> normalize -> train AE/VAE -> score -> PCA baseline -> report.
+# spectral_anomaly: ingest -> split -> normalize -> fit and score every detector (AE, VAE, PCA) -> report.
 # Entry point only: the rules live in workflow/rules/, the logic in src/spectral_anomaly/.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from spectral_anomaly.config import validate_config
 
 min_version("9.0")
 
@@ -12,14 +14,13 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+validate_config(config)  # against the schema shipped in the package, filling in defaults
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/score.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -38,4 +39,4 @@ rule all:
 rule reports:
     input:
         all_reports(),
-        f"{OUT}/manifest.json",
+        VERSION_FILES.manifest,

@@ -158,7 +158,7 @@ def checkpoint_write_seconds(model, workdir: Path, repeat: int = 5) -> float:
     """Seconds of one per-epoch resume checkpoint write of ``model`` with an Adam state (best of ``repeat``)."""
     import torch
 
-    from spectral_anomaly.resume import write_resume_checkpoint
+    from spectral_anomaly.store.resume import write_resume_checkpoint
 
     optimizer = torch.optim.Adam(model.parameters())
     for parameter in model.parameters():  # one step, so the optimizer state has its moments as in training
@@ -378,7 +378,7 @@ IO_CHILD = r"""
 import json, sys, time
 import h5py
 import numpy as np
-from spectral_anomaly.data import read_canonical
+from spectral_anomaly.store.canonical import read_canonical
 from spectral_anomaly.ingest import ingest_to_store
 job = json.loads(sys.argv[1])
 start = time.perf_counter()  # imports are not timed: each child pays its own

@@ -295,7 +295,7 @@ def run_dataset(dataset: str, config: dict[str, Any], out: Path) -> dict[str, An
     """Run every stage for one dataset and evaluate every score table. Failures are recorded, not raised."""
     from spectral_anomaly import stages
     from spectral_anomaly.config import model_config
-    from spectral_anomaly.data import read_canonical
+    from spectral_anomaly.store.canonical import read_canonical
 
     data = out / "data" / f"{dataset}.h5"
     split = out / "splits" / f"{dataset}.json"

@@ -1,6 +1,6 @@
 """Every key of the config schema refuses a wrong value, naming the key and what is allowed.
 
-The cases are generated from workflow/schemas/config.schema.yaml itself: every property gets a
+The cases are generated from the config schema (src/spectral_anomaly/schema/config.schema.yaml) itself: every property gets a
 wrong value derived from its type, enum, bounds or pattern, and every object that refuses unknown
 keys gets one; a key added to the schema later is covered without touching this file.
 """
@@ -17,7 +17,7 @@ import yaml
 from spectral_anomaly.config import validate_config
 from spectral_anomaly.exceptions import ConfigError
 
-SCHEMA_FILE = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_FILE = Path(__file__).resolve().parents[1] / "src" / "spectral_anomaly" / "schema" / "config.schema.yaml"
 SCHEMA = yaml.safe_load(SCHEMA_FILE.read_text())
 CONSTRAINTS = ("type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern",
                "minLength", "items", "minItems", "maxItems", "uniqueItems", "properties")

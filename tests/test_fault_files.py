@@ -17,14 +17,14 @@ import pytest
 import yaml
 
 from spectral_anomaly import atomic, stages
-from spectral_anomaly.data import read_canonical
+from spectral_anomaly.store.canonical import read_canonical
 from spectral_anomaly.exceptions import (
     ConfigError,
     InputFileError,
     SpectralAnomalyError,
 )
-from spectral_anomaly.integrity import checksum_path
-from spectral_anomaly.provenance import cached_sha256
+from spectral_anomaly.store.integrity import checksum_path
+from spectral_anomaly.store.provenance import cached_sha256
 from spectral_anomaly.score import read_scores
 from spectral_anomaly.train import load_checkpoint
 
@@ -59,7 +59,7 @@ def results(tmp_path_factory, fresh_config) -> Path:
 #: writers that are handed a temporary path by their caller, or do their own temporary file and rename
 OWN_TEMPORARY = {
     ("atomic.py", "write_json"), ("atomic.py", "write_text"),  # write into atomic_path's temporary file
-    ("integrity.py", "write_checksum"),  # its own <pid> temporary file, then os.replace
+    ("atomic.py", "write_checksum"),  # its own <pid> temporary file, then os.replace
     ("provenance.py", "cached_sha256"),  # its own <pid> temporary file, then os.replace
     ("demo.py", "write_demo_hdf5"), ("demo.py", "write_demo_root"),  # callers pass atomic_path's temporary file
     ("figures.py", "render_png"),  # into an in-memory buffer
@@ -119,7 +119,7 @@ def test_a_failed_rename_leaves_neither_the_output_nor_a_temporary_file(results,
 
 
 def test_temporary_files_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
-    code = ("import os, sys; from spectral_anomaly.atomic import atomic_path\n"
+    code = ("import os, sys; from spectral_anomaly.store.atomic import atomic_path\n"
             "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('half'); os._exit(9)")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "out.json")], check=False)
     assert [p.name for p in tmp_path.glob(".out.json.*.tmp")], "the killed writer leaves its temporary file"

@@ -21,9 +21,9 @@ import pytest
 import yaml
 from test_workflow import ROOT, SMALL_CONFIG, snakemake
 
-from spectral_anomaly.data import read_canonical
+from spectral_anomaly.store.canonical import read_canonical
 from spectral_anomaly.exceptions import InputFileError
-from spectral_anomaly.integrity import verify_checksum
+from spectral_anomaly.store.integrity import verify_checksum
 from spectral_anomaly.score import read_scores
 from spectral_anomaly.train import load_checkpoint
 

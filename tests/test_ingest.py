@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from spectral_anomaly.data import read_canonical
+from spectral_anomaly.store.canonical import read_canonical
 from spectral_anomaly.exceptions import ConfigError, InputFileError, InvalidSpectraError
 from spectral_anomaly.ingest import ingest_to_store
 

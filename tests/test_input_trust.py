@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectral_anomaly.data import read_canonical
+from spectral_anomaly.store.canonical import read_canonical
 from spectral_anomaly.exceptions import InputFileError
 from spectral_anomaly.ingest import ingest_to_store
 
@@ -114,7 +114,7 @@ def test_odd_file_names_are_ingested_and_linked(name, store, tmp_path, spectra):
 
 
 def test_an_input_rewritten_after_the_workflow_hashed_it_is_refused(tmp_path, spectra):
-    from spectral_anomaly.provenance import input_fingerprint
+    from spectral_anomaly.store.provenance import input_fingerprint
 
     raw = _write(tmp_path / "raw.h5", lambda handle: handle.__setitem__("spectra", spectra))
     fingerprint = input_fingerprint(raw, cache_file=tmp_path / "cache.json")  # as the workflow takes it at start

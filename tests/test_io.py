@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectral_anomaly.data import CanonicalSpectra, read_canonical, write_canonical
+from spectral_anomaly.store.canonical import CanonicalSpectra, read_canonical, write_canonical
 from spectral_anomaly.demo import (
     ANOMALY_KINDS,
     generate_demo_spectra,
@@ -26,7 +26,7 @@ from spectral_anomaly.exceptions import (
     ObjectNotFoundError,
 )
 from spectral_anomaly.ingest import ingest_to_store
-from spectral_anomaly.integrity import checksum_path
+from spectral_anomaly.store.integrity import checksum_path
 from spectral_anomaly.io import read_raw_spectra
 
 PANDAS = {"format": "pandas_hdf5", "key": "data"}

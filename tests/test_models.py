@@ -10,8 +10,8 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from spectral_anomaly.exceptions import FormatVersionError, TrainingError
-from spectral_anomaly.formats import FORMAT_VERSIONS
-from spectral_anomaly.integrity import checksum_path
+from spectral_anomaly.store.formats import FORMAT_VERSIONS
+from spectral_anomaly.store.integrity import checksum_path
 from spectral_anomaly.models import build_model
 from spectral_anomaly.models.autoencoder import Autoencoder
 from spectral_anomaly.models.pca import PCABaseline

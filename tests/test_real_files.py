@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectral_anomaly.data import read_canonical
+from spectral_anomaly.store.canonical import read_canonical
 from spectral_anomaly.exceptions import (
     InvalidSpectraError,
     ObjectNotFoundError,

@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from spectral_anomaly.exceptions import ConfigError, InputFileError
-from spectral_anomaly.formats import FORMAT_VERSIONS, write_versioned_csv
+from spectral_anomaly.store.formats import FORMAT_VERSIONS, write_versioned_csv
 from spectral_anomaly.report import FIGURE_NAMES, build_report
 from spectral_anomaly.report.curves import roc_figure
 from spectral_anomaly.report.figures import (

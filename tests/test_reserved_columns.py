@@ -9,7 +9,7 @@ from conftest import run_stages_to_scores
 
 from spectral_anomaly.columns import INPUT_PREFIX, RESERVED_COLUMNS, input_column_names, is_reserved
 from spectral_anomaly.config import validate_config
-from spectral_anomaly.data import read_canonical
+from spectral_anomaly.store.canonical import read_canonical
 
 N_SPECTRA, N_BINS = 120, 12
 RESERVED_EXAMPLES = [*RESERVED_COLUMNS, "latent_0", "flag_fpr_1pct"]
@@ -93,7 +93,7 @@ def test_a_store_of_format_version_1_still_reads(tmp_path):
 
     import h5py
 
-    from spectral_anomaly.data import read_canonical
+    from spectral_anomaly.store.canonical import read_canonical
 
     path = tmp_path / "v1.h5"
     with h5py.File(path, "w") as handle:

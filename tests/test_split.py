@@ -13,7 +13,7 @@ from spectral_anomaly.exceptions import (
     InputFileError,
     InvalidSpectraError,
 )
-from spectral_anomaly.formats import FORMAT_VERSIONS
+from spectral_anomaly.store.formats import FORMAT_VERSIONS
 from spectral_anomaly.split import make_split, read_split, split_labels, write_split
 
 

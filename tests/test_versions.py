@@ -10,16 +10,16 @@ import pandas as pd
 import pytest
 
 from spectral_anomaly import cli
-from spectral_anomaly.atomic import write_json
+from spectral_anomaly.store.atomic import write_json
 from spectral_anomaly.config import check_report_options
 from spectral_anomaly.exceptions import (
     ConfigError,
     FormatVersionError,
     ObjectNotFoundError,
 )
-from spectral_anomaly.formats import FORMAT_VERSIONS
-from spectral_anomaly.provenance import result_version_name, versioned_config
-from spectral_anomaly.versions import (
+from spectral_anomaly.store.formats import FORMAT_VERSIONS
+from spectral_anomaly.store.provenance import result_version_name, versioned_config
+from spectral_anomaly.store.versions import (
     ABSENT,
     compare_versions,
     diff_mappings,
@@ -38,7 +38,7 @@ from spectral_anomaly.versions import (
 
 
 def _spectra(n: int = 40, n_bins: int = 8):
-    from spectral_anomaly.data import CanonicalSpectra
+    from spectral_anomaly.store.canonical import CanonicalSpectra
 
     rng = np.random.default_rng(0)
     X = rng.poisson(50.0, size=(n, n_bins)).astype(np.float32)
@@ -55,13 +55,13 @@ def _score_table(n: int = 40) -> pd.DataFrame:
 
 
 def _write_canonical(path: Path) -> None:
-    from spectral_anomaly.data import write_canonical
+    from spectral_anomaly.store.canonical import write_canonical
 
     write_canonical(_spectra(), path)
 
 
 def _read_canonical(path: Path) -> None:
-    from spectral_anomaly.data import read_canonical
+    from spectral_anomaly.store.canonical import read_canonical
 
     read_canonical(path)
 
@@ -165,13 +165,13 @@ def _write_metrics(path: Path) -> None:
 
 
 def _write_manifest(path: Path) -> None:
-    from spectral_anomaly.manifest import build_manifest
+    from spectral_anomaly.store.manifest import build_manifest
 
     write_json(path, build_manifest({"run_name": "r"}, result_dir=path.parent, input_checksums={}))
 
 
 def _write_history(path: Path) -> None:
-    from spectral_anomaly.formats import write_versioned_csv
+    from spectral_anomaly.store.formats import write_versioned_csv
 
     write_versioned_csv(pd.DataFrame({"epoch": [1, 2], "train_loss": [2.0, 1.0], "validation_loss": [2.5, 1.5]}),
                         path, kind="history")
@@ -188,7 +188,7 @@ def _write_training_summary(path: Path) -> None:
 
 
 def _read_training_summary(path: Path) -> None:
-    from spectral_anomaly.formats import read_versioned_json
+    from spectral_anomaly.store.formats import read_versioned_json
 
     read_versioned_json(path, kind="training_summary", step="train")
 

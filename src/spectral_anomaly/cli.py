@@ -1,8 +1,9 @@
-"""The ``spectral-anomaly`` command line program: one subcommand per pipeline stage.
+"""The spectral-anomaly command line program: one subcommand per pipeline stage.
 
-Every subcommand reads the effective run config (``--config``) and the files named on its
-command line, and writes its outputs atomically. Errors of the project's own kinds print one
-line on stderr and exit with status 2; progress goes to stderr through :mod:`logging`.
+Every stage subcommand reads a run config (--config, a YAML file such as a version's config.yaml)
+or the part of it that its stage reads (--settings, JSON, as the workflow passes it), and the files
+named on its command line, and writes its outputs atomically. Errors of the project's own kinds
+print one line on stderr and exit with status 2; progress goes to stderr through logging.
 """
 
 from __future__ import annotations
@@ -17,16 +18,41 @@ from collections.abc import Sequence
 from . import __version__
 from .exceptions import DiskFullError, SpectralAnomalyError
 
+#: help text of every file option of the stage subcommands
+FILE_HELP = {
+    "output": "the file to write",
+    "data": "the dataset's canonical store (.h5), written by the ingest step",
+    "split": "the dataset's split (.json), written by the split step",
+    "normalization": "the dataset's fitted normalization (.json), written by the normalize step",
+    "model_file": "the detector file (.npz): written by train, read by score",
+    "history": "the per-epoch training history to write (.csv; header only for detectors fitted in one pass)",
+    "summary": "the training summary to write (.json: device, epochs, best epoch, seconds)",
+    "scores": "the score table to write (.parquet): one row per spectrum, every score and flag",
+    "examples": "the most anomalous spectra to write (.npz) with their reconstructions and pulls",
+    "result_dir": "the result version folder (results/<run_name>-<hash>) whose stored results to read",
+    "html": "the report page to write (.html, self-contained)",
+    "metrics": "the report's metrics to write (.json)",
+    "figure_dir": "the folder to write the report's figures into (.png)",
+    "hdf5": "the demo spectra to write as HDF5",
+    "root": "the demo spectra to write as ROOT",
+}
 
-def _add(sub, name: str, help_text: str, *options: str, dataset: bool = True, model: bool = False):
-    parser = sub.add_parser(name, help=help_text, description=help_text)
-    parser.add_argument("--config", required=True, help="effective run config (YAML) written by the workflow")
+
+def _add(sub, name: str, help_text: str, *options: str, dataset: bool = True, model: bool = False, settings: bool = True):
+    parser = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="run config (YAML), e.g. a result version's config.yaml; validated first")
+    if settings:
+        source.add_argument("--settings", help="the part of the run config this stage reads, as JSON (what the "
+                                               "workflow passes: see spectral_anomaly.store.keys.stage_settings)")
     if dataset:
         parser.add_argument("--dataset", required=True, help="dataset name from the config's datasets section")
     if model:
-        parser.add_argument("--model", required=True, help="model name from the config's models section")
+        parser.add_argument("--model", required=True,
+                            help="detector name from the config's models section (with several training seeds: "
+                                 "<model>-seed<n>)")
     for option in options:
-        parser.add_argument(f"--{option.replace('_', '-')}", dest=option, required=True)
+        parser.add_argument(f"--{option.replace('_', '-')}", dest=option, required=True, help=FILE_HELP[option])
     return parser
 
 
@@ -35,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"spectral_anomaly {__version__}")
     parser.add_argument("--quiet", action="store_true", help="log warnings only")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    write_config = sub.add_parser("write-config", help="write the effective config given as JSON into a YAML file")
+    write_config = sub.add_parser("write-config", help="write the effective config given as JSON into a YAML file",
+                                  description="Write the effective config (JSON) into a YAML file with its checksum.")
     write_config.add_argument("--json", required=True, help="the effective config as a JSON string")
-    write_config.add_argument("--output", required=True)
+    write_config.add_argument("--output", required=True, help=FILE_HELP["output"])
     _add(sub, "demo", "generate the built-in demo spectra as HDF5 and ROOT", "hdf5", "root", dataset=False)
     ingest = _add(sub, "ingest", "stream raw files into the canonical store", "output")
     ingest.add_argument("--input", nargs="+", required=True, help="raw file(s) of the dataset, concatenated in order")
@@ -46,18 +73,25 @@ def build_parser() -> argparse.ArgumentParser:
                              "took them at its start: skips hashing again and refuses a file that changed since")
     _add(sub, "split", "split spectra into train, validation and test", "data", "output")
     _add(sub, "normalize", "fit the normalization on the training split", "data", "split", "output")
-    train = _add(sub, "train", "train one model", "data", "split", "normalization", "model_file", "history", "summary",
-                 model=True)
-    train.add_argument("--scores", default=None, help="also score every spectrum with the trained model: its score table")
+    train = _add(sub, "train", "fit one detector (any kind) on the training split", "data", "split", "normalization",
+                 "model_file", "history", "summary", model=True)
+    train.add_argument("--scores", default=None, help="also score every spectrum with the fitted detector: its score table")
     train.add_argument("--examples", default=None, help="with --scores: the most anomalous spectra with reconstructions")
-    _add(sub, "score", "score every spectrum with a trained model", "data", "split", "model_file", "scores", "examples", model=True)
-    _add(sub, "baseline", "fit and score the PCA baseline", "data", "split", "normalization", "model_file", "scores", "examples")
-    report = _add(sub, "report", "build the HTML report, metrics and figures of a dataset", "result_dir", "html", "metrics", "figure_dir")
+    _add(sub, "score", "score every spectrum with a stored detector", "data", "split", "model_file", "scores", "examples",
+         model=True)
+    link = sub.add_parser("link", help="link a version's files to the shared stage outputs it uses",
+                          description="Make each link (a path in a result version) a relative symbolic link to its "
+                                      "target (a shared stage output), which is made read-only.")
+    link.add_argument("--links", required=True, help="JSON list of [link, target] pairs")
+    report = _add(sub, "report", "build the HTML report, metrics and figures of a dataset", "result_dir", "html",
+                  "metrics", "figure_dir", settings=False)
     report.add_argument("--report-options", default=None,
                         help="JSON of the config's report section, replacing the one in --config (not part of the version hash)")
-    manifest = _add(sub, "manifest", "write the manifest of a result version", "result_dir", "output", dataset=False)
+    report.add_argument("--build-record", default=None,
+                        help="also write this record of the report build (.json: time, commit, options, files)")
+    manifest = _add(sub, "manifest", "write the manifest of a result version", "result_dir", "output", dataset=False,
+                    settings=False)
     manifest.add_argument("--input-checksums", default="{}", help="JSON mapping of raw input path to sha256")
-    manifest.add_argument("--report-options", default=None, help="JSON of the config's report section the reports were built with")
     manifest.add_argument("--front-page", default=None,
                           help="also write the front page of `snakemake --report` (reStructuredText) from the manifest")
     runs = sub.add_parser("runs", help="list the result versions, newest first",
@@ -85,10 +119,19 @@ def _with_report_options(config: dict, report_options: str | None) -> dict:
     return validate_config({**config, "report": json.loads(report_options)}, source="--report-options")
 
 
+def _stage_config(args: argparse.Namespace) -> dict:
+    """The config a stage runs with: the validated --config file, or the workflow's --settings as they are."""
+    if getattr(args, "settings", None) is not None:
+        return json.loads(args.settings)
+    from .config import load_run_config
+
+    return load_run_config(args.config)
+
+
 def run_versions(args: argparse.Namespace) -> None:
     """The ``runs`` and ``compare`` subcommands: read result versions, run no stage."""
     logging.getLogger("numexpr").setLevel(logging.WARNING)  # its import note would precede every listing
-    from . import versions
+    from .store import versions
 
     if args.command == "runs":
         print(versions.run_runs(args.results, as_json=args.json))
@@ -103,12 +146,16 @@ def run(args: argparse.Namespace) -> None:
         run_versions(args)
         return
     from . import stages
-    from .config import load_run_config
 
     if args.command == "write-config":
         stages.run_write_config(json.loads(args.json), output=args.output)
         return
-    config = load_run_config(args.config)
+    if args.command == "link":
+        from .store.links import link_files
+
+        link_files([(link, target) for link, target in json.loads(args.links)])
+        return
+    config = _stage_config(args)
     if args.command == "demo":
         stages.run_demo(config, hdf5_path=args.hdf5, root_path=args.root)
     elif args.command == "ingest":
@@ -126,16 +173,11 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "score":
         stages.run_score(config, args.dataset, args.model, data_path=args.data, split_path=args.split,
                          model_path=args.model_file, scores_path=args.scores, examples_path=args.examples)
-    elif args.command == "baseline":
-        stages.run_baseline(config, args.dataset, data_path=args.data, split_path=args.split,
-                            normalization_path=args.normalization, model_path=args.model_file,
-                            scores_path=args.scores, examples_path=args.examples)
     elif args.command == "report":
         config = _with_report_options(config, args.report_options)
         stages.run_report(config, args.dataset, result_dir=args.result_dir, html_path=args.html,
-                          metrics_path=args.metrics, figure_dir=args.figure_dir)
+                          metrics_path=args.metrics, figure_dir=args.figure_dir, build_record=args.build_record)
     elif args.command == "manifest":
-        config = _with_report_options(config, args.report_options)
         stages.run_manifest(config, result_dir=args.result_dir, input_checksums=json.loads(args.input_checksums),
                             output=args.output, front_page=args.front_page)
 

@@ -1,12 +1,15 @@
-"""Read the effective run config that the workflow writes, and look up its sections by name.
+"""The run config: its schema, validation (filling in defaults), and its sections by name.
 
-The workflow validates ``config/config.yaml`` against ``workflow/schemas/config.schema.yaml``
-(filling in defaults) and writes the result into the result version as ``config.yaml``; every
-subcommand reads that file, so a stage run by hand sees exactly what the workflow saw.
+The schema ships with the package (``schema/config.schema.yaml``) and is checked with
+``jsonschema`` directly, so the library stands alone: the Snakefile validates through
+:func:`validate_config`, as every subcommand does. The workflow writes the validated config, defaults
+filled in, into the result version as ``config.yaml``; every subcommand reads that file, so a
+stage run by hand sees exactly what the workflow saw.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -15,37 +18,74 @@ import yaml
 
 from .exceptions import ConfigError, InputFileError, closest_first
 
-#: the workflow's config schema, beside the package in a source checkout
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+#: the config schema, shipped inside the package
+SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "config.schema.yaml"
+
+
+def load_schema() -> dict[str, Any]:
+    """The config schema with its local ``$ref`` s written out (so defaults behind them are filled in too)."""
+    global _SCHEMA
+    if _SCHEMA is None:
+        raw = yaml.safe_load(SCHEMA_PATH.read_text())
+        _SCHEMA = _inline_references(raw, raw)
+    return copy.deepcopy(_SCHEMA)
+
+
+_SCHEMA: dict[str, Any] | None = None
+
+
+def _inline_references(node: Any, root: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target: Any = root
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            merged = {**_inline_references(target, root), **{k: v for k, v in node.items() if k != "$ref"}}
+            return _inline_references(merged, root)
+        return {key: _inline_references(value, root) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inline_references(item, root) for item in node]
+    return node
+
+
+def _validator(schema: dict[str, Any]):
+    """A Draft 2020-12 validator that fills in every ``default`` of the properties it checks."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    check_properties = base.VALIDATORS["properties"]
+
+    def properties_with_defaults(validator, properties, instance, subschema):
+        if validator.is_type(instance, "object"):
+            for name, property_schema in properties.items():
+                if isinstance(property_schema, dict) and "default" in property_schema and name not in instance:
+                    instance[name] = copy.deepcopy(property_schema["default"])
+        yield from check_properties(validator, properties, instance, subschema)
+
+    return jsonschema.validators.extend(base, {"properties": properties_with_defaults})(schema)
 
 
 def validate_config(config: dict[str, Any], *, source: str | os.PathLike[str] = "config") -> dict[str, Any]:
-    """Validate ``config`` against the workflow's schema in place, filling in defaults.
+    """Validate ``config`` against the schema in place, filling in defaults; then the checks a schema
+    cannot express (:func:`check_config_values`). The Snakefile and every stage call this, so a stage
+    run by hand accepts exactly what the workflow accepts."""
+    import jsonschema
 
-    Uses the same validator as the Snakefile, so a stage run by hand accepts exactly what the
-    workflow accepts, then the checks a schema cannot express (:func:`check_config_values`). Without
-    the schema (an installed package without its workflow) only those checks run.
-    """
-    if SCHEMA_PATH.exists():
-        from snakemake.utils import validate
-        from snakemake_interface_common.exceptions import WorkflowError
-
-        try:
-            validate(config, str(SCHEMA_PATH))
-        except WorkflowError as error:
-            raise ConfigError(f"{source}: {describe_schema_error(config) or error}") from None
+    if isinstance(config.get("pca"), dict):
+        raise ConfigError(
+            f"{source}: the top-level pca section is gone: the PCA baseline is a model kind now; move it under models, "
+            f"e.g. models: {{pca: {{kind: pca, n_components: {config['pca'].get('n_components', 4)}}}}}"
+        )
+    validator = _validator(load_schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        raise ConfigError(f"{source}: {describe_schema_error(error)}")
     check_config_values(config, source=source)
     return config
 
 
-def describe_schema_error(config: dict[str, Any]) -> str | None:
-    """The most relevant schema violation of ``config`` as ``<key path>: <problem>; <what is allowed>``."""
-    import jsonschema
-
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
-    if error is None:
-        return None
+def describe_schema_error(error: Any) -> str:
+    """A schema violation as ``<key path>: <problem>; <what is allowed>``."""
     where = ".".join(str(part) for part in error.absolute_path) or "(top level)"
     rule, value = error.validator, error.validator_value
     if rule == "additionalProperties" and isinstance(error.instance, dict):
@@ -129,7 +169,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     A version's ``config.yaml`` written by the workflow carries a checksum, so an edited one is refused.
     """
-    from .integrity import verify_checksum
+    from .store.integrity import verify_checksum
 
     if os.path.isfile(path):
         verify_checksum(path)
@@ -169,14 +209,19 @@ SEED_SEPARATOR = "-seed"
 
 
 def model_instances(config: dict[str, Any]) -> list[str]:
-    """The trained models of a run: each model once per seed of ``training.seeds``.
+    """The fitted detectors of a run: each detector trained over epochs once per seed of
+    ``training.seeds``, every other kind (PCA, deterministic) once.
 
     With one seed an instance is named as its model; with several, ``<model>-seed<n>``.
     """
+    from .models import DETECTORS
+
     seeds = config["training"]["seeds"]
-    if len(seeds) == 1:
-        return list(config["models"])
-    return [f"{model}{SEED_SEPARATOR}{seed}" for model in config["models"] for seed in seeds]
+    instances = []
+    for model, spec in config["models"].items():
+        seeded = len(seeds) > 1 and DETECTORS.get(spec.get("kind"), DETECTORS["vae"]).trained_by_epochs
+        instances += [f"{model}{SEED_SEPARATOR}{seed}" for seed in seeds] if seeded else [model]
+    return instances
 
 
 def split_instance(config: dict[str, Any], instance: str) -> tuple[str, int]:
@@ -192,24 +237,32 @@ def model_config(config: dict[str, Any], name: str) -> dict[str, Any]:
     return _section_entry(config, "models", split_instance(config, name)[0])
 
 
+def check_bin_count(dataset: str, n_bins: int) -> None:
+    """Refuse spectra of fewer than two bins: no detector can learn a shape from them."""
+    if n_bins < 2:
+        raise ConfigError(
+            f"dataset {dataset!r}: its spectra have {n_bins} bin; every model needs at least 2 bins to learn a shape "
+            "from (check the dataset's object, branch or bin_columns)"
+        )
+
+
 def check_model_shapes(config: dict[str, Any], *, dataset: str, n_bins: int) -> None:
     """Refuse latent spaces that are not smaller than the spectra of ``dataset`` (``n_bins`` bins).
 
     A latent dimension (or number of principal components) at or above the number of bins can copy
     every spectrum unchanged and so cannot tell an anomaly from a normal spectrum.
     """
-    if n_bins < 2:
-        raise ConfigError(
-            f"dataset {dataset!r}: its spectra have {n_bins} bin; every model needs at least 2 bins to learn a shape "
-            "from (check the dataset's object, branch or bin_columns)"
-        )
-    sizes = [(f"models.{name}.latent_dim", spec.get("latent_dim")) for name, spec in (config.get("models") or {}).items()]
-    sizes.append(("pca.n_components", (config.get("pca") or {}).get("n_components")))
-    for key, size in sizes:
+    from .models import detector_kind
+
+    check_bin_count(dataset, n_bins)
+    for name, spec in (config.get("models") or {}).items():
+        latent_key = detector_kind(spec["kind"]).latent_key
+        size = spec.get(latent_key)
         if size is not None and size >= n_bins:
+            key = f"models.{name}.{latent_key}"
             raise ConfigError(
                 f"{key} is {size}, but dataset {dataset!r} has spectra of {n_bins} bins; a latent space must be "
-                f"smaller than the spectrum: choose {key.rsplit('.', 1)[1]} from 1 to {n_bins - 1}"
+                f"smaller than the spectrum: choose {latent_key} from 1 to {n_bins - 1}"
             )
 
 

@@ -27,8 +27,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
-from .data import (
+from .store.atomic import atomic_path
+from .store.canonical import (
     create_spectra_dataset,
     evaluate_metadata_expression,
     rows_per_chunk,
@@ -37,7 +37,7 @@ from .data import (
 from .exceptions import InputFileError, InvalidSpectraError
 from .io import RawSpectra, open_raw_spectra
 from .io.hdf5_mapping import mapped_row_blocks, row_regions
-from .provenance import file_state, sha256_file
+from .store.provenance import file_state, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -24,14 +24,18 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import write_json
+from .store.atomic import write_json
 from .exceptions import ConfigError, InvalidSpectraError
-from .formats import FORMAT_VERSIONS, read_versioned_json
+from .store.formats import FORMAT_VERSIONS, read_versioned_json
 
 STEPS = ("unit_integral", "log1p", "standardize", "center_maxabs")
 FITTED_STEPS = ("standardize", "center_maxabs")
 #: bytes of float64 spectra held at a time while fitting (and by callers that stream spectra)
 BLOCK_BYTES = 64 << 20
+#: normalized values are clipped to +-this: a value a million training standard deviations out says
+#: nothing more about the shape than one at the limit, and larger ones would overflow float32 in the
+#: models' squares and sums (a spectrum far outside the training data)
+NORMALIZED_LIMIT = 1e6
 
 
 def block_rows(n_bins: int, *, itemsize: int = 8) -> int:
@@ -85,13 +89,19 @@ class SpectrumNormalizer:
         self.n_bins_ = int(X.shape[1])
         return self
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        """Normalize spectra ``(n, n_bins)``; returns float32."""
+    def transform(self, X: np.ndarray, *, dtype: Any = np.float32) -> np.ndarray:
+        """Normalize spectra ``(n, n_bins)`` into a new array of ``dtype`` (float32, as the models take them).
+
+        Each step is one or two passes over the copy (a multiply and an add per fitted step), computed in
+        ``dtype``; spectrum totals are summed in float64. The result is clipped to
+        +-:data:`NORMALIZED_LIMIT`. This is the one normalization of the pipeline: fitting, training
+        and scoring of every detector go through it.
+        """
         self._check_fitted(X)
-        Z = np.asarray(X, dtype=np.float64)
+        Z = np.array(X, dtype=dtype)
         for step, params in zip(self.steps, self.params_):
             Z = _forward(step, params, Z)
-        return Z.astype(np.float32)
+        return np.clip(Z, -NORMALIZED_LIMIT, NORMALIZED_LIMIT, out=Z)
 
     def inverse_transform(self, Z: np.ndarray, *, totals: np.ndarray | None = None) -> np.ndarray:
         """Map normalized spectra back to input units; ``totals`` (per spectrum) undo ``unit_integral``."""
@@ -207,19 +217,23 @@ def _check_scale(step: str, scale: float, bin_index: int | None) -> None:
 
 
 def _forward(step: str, params: dict[str, Any], Z: np.ndarray) -> np.ndarray:
+    """One step applied to ``Z`` (an array of the caller's own), in place where the step allows, in Z's dtype."""
     if step == "unit_integral":
-        totals = Z.sum(axis=1, keepdims=True)
-        return Z / np.where(totals == 0, 1.0, totals)
+        totals = Z.sum(axis=1, dtype=np.float64, keepdims=True)
+        Z *= (1.0 / np.where(totals == 0, 1.0, totals)).astype(Z.dtype)
+        return Z
     if step == "log1p":
         if np.any(Z <= -1):
             raise InvalidSpectraError(
                 "normalization step log1p needs values above -1 (counts); found values <= -1. "
                 "Put log1p before steps that centre the data, or drop it"
             )
-        return np.log1p(Z)
-    if step == "standardize":
-        return (Z - np.asarray(params["mean"])) / np.asarray(params["std"])
-    return (Z - np.asarray(params["mean"])) / params["scale"]
+        return np.log1p(Z, out=Z)
+    scale = np.asarray(params["std"] if step == "standardize" else params["scale"], dtype=np.float64)
+    mean = np.asarray(params["mean"], dtype=np.float64)
+    Z *= (1.0 / scale).astype(Z.dtype)  # (Z - mean) / scale as Z * (1 / scale) + (-mean / scale)
+    Z += (-mean / scale).astype(Z.dtype)
+    return Z
 
 
 def _inverse(step: str, params: dict[str, Any], Z: np.ndarray) -> np.ndarray:

@@ -6,9 +6,9 @@ import os
 
 import numpy as np
 
-from .atomic import write_json
+from .store.atomic import write_json
 from .exceptions import ConfigError, InvalidSpectraError
-from .formats import FORMAT_VERSIONS, read_versioned_json
+from .store.formats import FORMAT_VERSIONS, read_versioned_json
 
 SPLIT_NAMES = ("train", "validation", "test")
 

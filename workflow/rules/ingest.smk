@@ -1,4 +1,4 @@
-# Raw files -> canonical store (and the built-in demo data).
+# The version's config, the built-in demo data and raw files -> canonical store (a shared stage output).
 
 
 rule run_config:
@@ -7,9 +7,9 @@ rule run_config:
     params:
         config=effective_config_json,
     log:
-        f"{OUT}/logs/run_config.log",
+        VERSION_FILES.log("run_config"),
     benchmark:
-        f"{OUT}/benchmarks/run_config.tsv"
+        VERSION_FILES.benchmark("run_config")
     threads: 1
     resources:
         mem_mb=1000,
@@ -19,40 +19,40 @@ rule run_config:
 
 
 rule demo_data:
-    input:
-        config=RUN_CONFIG,
     output:
-        hdf5=f"{OUT}/demo/spectra.h5",
-        root=f"{OUT}/demo/spectra.root",
+        hdf5=STAGE_FILES.demo("{key}", "spectra.h5"),
+        root=STAGE_FILES.demo("{key}", "spectra.root"),
+    params:
+        settings=demo_settings,
     log:
-        f"{OUT}/logs/demo_data.log",
+        STAGE_FILES.log("demo", "{key}"),
     benchmark:
-        f"{OUT}/benchmarks/demo_data.tsv"
+        STAGE_FILES.benchmark("demo", "{key}")
     threads: 1
     resources:
         mem_mb=2000,
         runtime="15m",
     shell:
-        "spectral-anomaly demo --config {input.config:q} --hdf5 {output.hdf5:q} --root {output.root:q} > {log:q} 2>&1"
+        "spectral-anomaly demo --settings {params.settings:q} --hdf5 {output.hdf5:q} --root {output.root:q} > {log:q} 2>&1"
 
 
 rule ingest:
     input:
-        config=RUN_CONFIG,
         raw=tracked_raw_inputs,
     output:
-        f"{OUT}/data/{{dataset}}.h5",
+        STAGE_FILES.store("{dataset}", "{key}"),
     params:
+        settings=ingest_settings,
         raw=raw_inputs,
         checksums=raw_input_checksums_json,
     log:
-        f"{OUT}/logs/ingest/{{dataset}}.log",
+        STAGE_FILES.log("ingest", "{dataset}-{key}"),
     benchmark:
-        f"{OUT}/benchmarks/ingest/{{dataset}}.tsv"
+        STAGE_FILES.benchmark("ingest", "{dataset}-{key}")
     threads: 1
     resources:
         mem_mb=4000,
         runtime="2h",
     shell:
-        "spectral-anomaly ingest --config {input.config:q} --dataset {wildcards.dataset}"
+        "spectral-anomaly ingest --settings {params.settings:q} --dataset {wildcards.dataset}"
         " --input {params.raw:q} --checksums {params.checksums:q} --output {output:q} > {log:q} 2>&1"

@@ -1,40 +1,42 @@
-# Canonical store -> seeded split -> normalization fitted on the training split.
+# Canonical store -> seeded split -> normalization fitted on the training split (shared stage outputs).
 
 
 rule split:
     input:
-        config=RUN_CONFIG,
-        data=f"{OUT}/data/{{dataset}}.h5",
+        data=store_of,
     output:
-        f"{OUT}/splits/{{dataset}}.json",
+        STAGE_FILES.split("{dataset}", "{key}"),
+    params:
+        settings=split_settings,
     log:
-        f"{OUT}/logs/split/{{dataset}}.log",
+        STAGE_FILES.log("split", "{dataset}-{key}"),
     benchmark:
-        f"{OUT}/benchmarks/split/{{dataset}}.tsv"
+        STAGE_FILES.benchmark("split", "{dataset}-{key}")
     threads: 1
     resources:
         mem_mb=2000,
         runtime="30m",
     shell:
-        "spectral-anomaly split --config {input.config:q} --dataset {wildcards.dataset}"
+        "spectral-anomaly split --settings {params.settings:q} --dataset {wildcards.dataset}"
         " --data {input.data:q} --output {output:q} > {log:q} 2>&1"
 
 
 rule normalize:
     input:
-        config=RUN_CONFIG,
-        data=f"{OUT}/data/{{dataset}}.h5",
-        split=f"{OUT}/splits/{{dataset}}.json",
+        data=store_of,
+        split=split_of,
     output:
-        f"{OUT}/normalization/{{dataset}}.json",
+        STAGE_FILES.normalization("{dataset}", "{key}"),
+    params:
+        settings=normalize_settings,
     log:
-        f"{OUT}/logs/normalize/{{dataset}}.log",
+        STAGE_FILES.log("normalize", "{dataset}-{key}"),
     benchmark:
-        f"{OUT}/benchmarks/normalize/{{dataset}}.tsv"
+        STAGE_FILES.benchmark("normalize", "{dataset}-{key}")
     threads: 1
     resources:
         mem_mb=4000,
         runtime="1h",
     shell:
-        "spectral-anomaly normalize --config {input.config:q} --dataset {wildcards.dataset}"
+        "spectral-anomaly normalize --settings {params.settings:q} --dataset {wildcards.dataset}"
         " --data {input.data:q} --split {input.split:q} --output {output:q} > {log:q} 2>&1"

@@ -1,31 +1,33 @@
-# One job per (dataset, model): trains the model, then scores every spectrum with it in the same
-# process (torch is imported and the canonical store read once per model, not twice). The only
-# rule that uses a GPU when one is present. `spectral-anomaly score` scores with a model file alone.
+# One job per (dataset, detector instance), whatever the detector's kind: fits it, then scores every
+# spectrum with it in the same process (the store is read once per detector). Only the jobs of
+# detectors trained over epochs import torch and ask for a GPU. `spectral-anomaly score` scores
+# with a stored detector file alone.
 
 
 rule train:
     input:
-        config=RUN_CONFIG,
-        data=f"{OUT}/data/{{dataset}}.h5",
-        split=f"{OUT}/splits/{{dataset}}.json",
-        normalization=f"{OUT}/normalization/{{dataset}}.json",
+        data=store_of,
+        split=split_of,
+        normalization=normalization_of,
     output:
-        model=f"{OUT}/models/{{dataset}}/{{model}}.pt",
-        history=f"{OUT}/models/{{dataset}}/{{model}}.history.csv",
-        summary=f"{OUT}/models/{{dataset}}/{{model}}.summary.json",
-        scores=f"{OUT}/scores/{{dataset}}/{{model}}.parquet",
-        examples=f"{OUT}/scores/{{dataset}}/{{model}}.examples.npz",
+        model=STAGE_FILES.model("{dataset}", "{model}", "{key}"),
+        history=STAGE_FILES.history("{dataset}", "{model}", "{key}"),
+        summary=STAGE_FILES.summary("{dataset}", "{model}", "{key}"),
+        scores=STAGE_FILES.scores("{dataset}", "{model}", "{key}"),
+        examples=STAGE_FILES.examples("{dataset}", "{model}", "{key}"),
+    params:
+        settings=train_settings,
     log:
-        f"{OUT}/logs/train/{{dataset}}/{{model}}.log",
+        STAGE_FILES.log("train", "{dataset}", "{model}-{key}"),
     benchmark:
-        f"{OUT}/benchmarks/train/{{dataset}}/{{model}}.tsv"
+        STAGE_FILES.benchmark("train", "{dataset}", "{model}-{key}")
     threads: 1
     resources:
         mem_mb=8000,
         runtime="6h",
-        gpu=train_gpus(),  # 1, or 0 where training.device is cpu
+        gpu=train_gpus,  # 1 for a deep detector, 0 for the others or where training.device is cpu
     shell:
-        "spectral-anomaly train --config {input.config:q} --dataset {wildcards.dataset} --model {wildcards.model}"
+        "spectral-anomaly train --settings {params.settings:q} --dataset {wildcards.dataset} --model {wildcards.model}"
         " --data {input.data:q} --split {input.split:q} --normalization {input.normalization:q}"
         " --model-file {output.model:q} --history {output.history:q} --summary {output.summary:q}"
         " --scores {output.scores:q} --examples {output.examples:q} > {log:q} 2>&1"

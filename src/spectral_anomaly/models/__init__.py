@@ -1,32 +1,72 @@
-"""Anomaly models: a deterministic autoencoder, a variational autoencoder and a PCA baseline.
+"""Anomaly detectors: an autoencoder, a variational autoencoder and a PCA baseline, behind one contract.
 
-The deep models are PyTorch modules built from plain hyperparameters by :func:`build_model`, so a
-checkpoint (a dict of simple values plus a state dict) is enough to rebuild one. They take raw
-spectra: the fitted normalization (``hyperparameters["normalization"]``) is their first layer.
-The PCA baseline (:mod:`.pca`) is a scikit-learn-style estimator and imports no torch.
+Each kind is a :class:`~.base.Detector` (see :mod:`.base` for the contract) registered in
+:data:`DETECTORS` by its config ``kind``. The registry names the module and class of each kind
+without importing it, so choosing a detector imports only what that detector needs: torch is
+imported by the jobs of the deep kinds alone.
+
+Adding a kind: a module with a :class:`~.base.Detector` subclass, its line in :data:`DETECTORS`, and
+its entry in the config schema (``schema/config.schema.yaml``).
 """
 
 from __future__ import annotations
 
-import inspect
+import importlib
+from dataclasses import dataclass
 from typing import Any
 
-MODEL_KINDS = ("autoencoder", "vae")
+from ..exceptions import ConfigError
 
 
-def build_model(hyperparameters: dict[str, Any]) -> Any:
-    """Build an untrained model from ``hyperparameters`` (``kind``, ``n_bins``, ``latent_dim``, ...).
+@dataclass(frozen=True)
+class DetectorKind:
+    """What the pipeline knows of a kind before importing it."""
 
-    Keys the model's constructor does not take (training options such as ``beta``) are ignored here.
+    module: str
+    class_name: str
+    #: the config key of its latent size (checked against the number of bins before any job)
+    latent_key: str
+    #: whether it trains over epochs with the config's ``training`` section (and imports torch)
+    trained_by_epochs: bool
+
+
+#: config ``kind`` -> where its detector lives
+DETECTORS: dict[str, DetectorKind] = {
+    "autoencoder": DetectorKind("spectral_anomaly.models.autoencoder", "AutoencoderDetector", "latent_dim", True),
+    "vae": DetectorKind("spectral_anomaly.models.vae", "VAEDetector", "latent_dim", True),
+    "pca": DetectorKind("spectral_anomaly.models.pca", "PCADetector", "n_components", False),
+}
+DETECTOR_KINDS = tuple(DETECTORS)
+
+
+def detector_kind(kind: str) -> DetectorKind:
+    if kind not in DETECTORS:
+        raise ConfigError(f"unknown detector kind {kind!r}; valid kinds: {', '.join(DETECTOR_KINDS)}")
+    return DETECTORS[kind]
+
+
+def detector_class(kind: str) -> type:
+    """The :class:`~.base.Detector` subclass of ``kind``, imported on first use."""
+    entry = detector_kind(kind)
+    return getattr(importlib.import_module(entry.module), entry.class_name)
+
+
+def build_detector(spec: dict[str, Any], **context: Any) -> Any:
+    """An unfitted detector from its config section ``spec`` (with ``kind``) and the run's ``context``.
+
+    ``context``: ``normalization`` (the fitted normalizer), and for the deep kinds ``training``,
+    ``scoring``, ``seed``, ``device`` and ``checkpoint_path``; keys a kind does not use are ignored.
     """
-    from ..exceptions import ConfigError
+    params = {key: value for key, value in spec.items() if key != "kind"}
+    return detector_class(spec["kind"]).from_config(params, **context)
 
-    kind = hyperparameters["kind"]
-    if kind == "autoencoder":
-        from .autoencoder import Autoencoder as model_class
-    elif kind == "vae":
-        from .vae import VariationalAutoencoder as model_class
-    else:
-        raise ConfigError(f"unknown model kind {kind!r}; valid kinds: {', '.join(MODEL_KINDS)}")
-    accepted = inspect.signature(model_class).parameters
-    return model_class(**{k: v for k, v in hyperparameters.items() if k in accepted})
+
+def load_detector(path: Any, **context: Any) -> Any:
+    """The fitted detector stored at ``path`` (any kind); ``context`` may give the ``device`` to score on."""
+    from .base import read_detector_file
+
+    meta, arrays = read_detector_file(path)
+    return detector_class(meta["kind"])._restore(meta, arrays, context=context)
+
+
+__all__ = ["DETECTORS", "DETECTOR_KINDS", "build_detector", "detector_class", "detector_kind", "load_detector"]

@@ -1,4 +1,4 @@
-"""PCA baseline: reconstruction error and the probabilistic-PCA likelihood.
+"""PCA baseline detector: reconstruction error and the probabilistic-PCA likelihood.
 
 Probabilistic PCA (Tipping & Bishop 1999) models x ~ N(mean, C) with
 C = W W^T + sigma^2 I, whose eigenvalues are the q leading PCA variances and sigma^2 (the mean
@@ -15,6 +15,11 @@ The fit reads the training spectra in blocks and accumulates their covariance ma
 about a shifted origin so that large means cannot cancel digits), then takes its eigenvectors:
 the same axes and variances as an SVD of the centred data (scikit-learn's ``full`` solver, signs
 fixed the same way), without holding the data, a centred copy and the SVD's n x d factor at once.
+
+:class:`PCADetector` is the pipeline's detector of kind ``pca``: the probabilistic PCA of the
+normalized training spectra. Its primary score is ``pca_nll`` (the negative log-likelihood);
+``reconstruction_error`` is the squared distance from the principal subspace; the pulls are the
+residuals in units of the noise width sqrt(sigma^2).
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..exceptions import InputFileError, InvalidSpectraError, SpectralAnomalyError
-from ..formats import FORMAT_VERSIONS, check_format_version
+from ..exceptions import InvalidSpectraError
+from .base import Detector, pull_summaries
 
 #: floor on sigma^2 and on every kept variance, relative to the largest variance, so that a fit whose
 #: training spectra span fewer directions than it keeps (bins that never vary) stays finite
@@ -121,36 +126,6 @@ class PCABaseline:
         log_det = np.log(self.explained_variance_).sum() + (n_features - q) * np.log(self.noise_variance_)
         return -0.5 * (n_features * np.log(2.0 * np.pi) + log_det + in_subspace + off_subspace)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        from ..atomic import atomic_path
-
-        with atomic_path(path) as tmp, open(tmp, "wb") as stream:
-            np.savez(
-                stream,
-                format_version=FORMAT_VERSIONS["model"],
-                n_components=self.n_components,
-                mean=self.mean_,
-                components=self.components_,
-                explained_variance=self.explained_variance_,
-                noise_variance=self.noise_variance_,
-            )
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> PCABaseline:
-        try:
-            with np.load(path, allow_pickle=False) as stored:
-                check_format_version(stored["format_version"], kind="model", path=path)
-                model = cls(n_components=int(stored["n_components"]))
-                model.mean_ = stored["mean"]
-                model.components_ = stored["components"]
-                model.explained_variance_ = stored["explained_variance"]
-                model.noise_variance_ = float(stored["noise_variance"])
-        except SpectralAnomalyError:
-            raise
-        except (OSError, KeyError, ValueError) as error:
-            raise InputFileError(f"{path}: not a readable PCA model ({error}); rerun the workflow's baseline step") from None
-        return model
-
 
 def _gram_axes(centred: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
     """Variances (all n of them, largest first) and the q leading principal axes of ``centred`` rows (n < d).
@@ -166,3 +141,66 @@ def _gram_axes(centred: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
     norms = np.sqrt(variances[:q] * (n - 1))
     scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 1e-12 * max(float(norms.max(initial=0)), 1e-300))
     return variances, np.ascontiguousarray((vectors.T @ centred) * scale[:, None])
+
+
+class PCADetector(Detector):
+    """Probabilistic PCA of the normalized spectra (kind ``pca``); parameter ``n_components``."""
+
+    kind = "pca"
+    base_score_columns = ("pca_nll", "log_likelihood", "reconstruction_error", "chi2", "max_abs_pull")
+
+    @classmethod
+    def from_config(cls, params: dict, *, normalization, **_context) -> PCADetector:
+        return cls(normalization=normalization, **params)
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.params["n_components"])
+
+    def fit(self, train: np.ndarray, validation: np.ndarray | None = None) -> PCADetector:
+        """Fit on the normalized training spectra, block by block (``validation`` is not needed)."""
+        from ..normalize import block_rows
+
+        size = block_rows(train.shape[1])
+        self.pca_ = PCABaseline(n_components=self.latent_dim).fit_blocks(
+            self.normalization.transform(train[start : start + size]) for start in range(0, len(train), size))
+        return self
+
+    def _score_block(self, X: np.ndarray, variances: np.ndarray | None) -> dict[str, np.ndarray]:
+        Z = self.normalization.transform(X).astype(np.float64)
+        log_likelihood = self.pca_.score_samples(Z)
+        latent = self.pca_.transform(Z)
+        projected = self.pca_.inverse_transform(latent)
+        if variances is None:
+            pulls = (Z - projected) / np.sqrt(self.pca_.noise_variance_)
+        else:
+            from .base import file_variance_pulls
+
+            counts = np.asarray(X, dtype=np.float64)
+            pulls = file_variance_pulls(counts, self.normalization.inverse_transform(projected, totals=counts.sum(axis=1)),
+                                        variances)
+        return {"pca_nll": -log_likelihood, "log_likelihood": log_likelihood,
+                "reconstruction_error": ((projected - Z) ** 2).sum(axis=1), **pull_summaries(pulls), "latent": latent}
+
+    def _reconstruct(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        Z = self.normalization.transform(X).astype(np.float64)
+        projected = self.pca_.inverse_transform(self.pca_.transform(Z))
+        totals = np.asarray(X, dtype=np.float64).sum(axis=1)
+        return (self.normalization.inverse_transform(projected, totals=totals),
+                (Z - projected) / np.sqrt(self.pca_.noise_variance_))
+
+    def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        pca = self.pca_
+        return ({"noise_variance": pca.noise_variance_},
+                {"mean": pca.mean_, "components": pca.components_, "explained_variance": pca.explained_variance_})
+
+    @classmethod
+    def _restore(cls, meta: dict, arrays: dict[str, np.ndarray], *, context: dict) -> PCADetector:
+        from ..normalize import SpectrumNormalizer
+
+        detector = cls(normalization=SpectrumNormalizer.from_dict(meta["normalization"]), **meta["params"])
+        pca = PCABaseline(n_components=detector.latent_dim)
+        pca.mean_, pca.components_ = arrays["mean"], arrays["components"]
+        pca.explained_variance_, pca.noise_variance_ = arrays["explained_variance"], float(meta["noise_variance"])
+        detector.pca_ = pca
+        return detector

@@ -19,7 +19,6 @@ anomaly score is ``negative_elbo = -elbo`` (higher = more anomalous). Training m
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import nn
@@ -30,13 +29,13 @@ from .likelihoods import (
     gaussian_log_likelihood,
     poisson_log_likelihood,
 )
+from .deep import DeepDetector
 from .networks import build_decoder, build_encoder
-from .normalization import NormalizationLayer
 
 #: log-variances are clamped to this range so exp() can neither overflow nor vanish
 LOGVAR_RANGE = (-20.0, 10.0)
 
-__all__ = ["VariationalAutoencoder", "gaussian_log_likelihood", "kl_to_standard_normal"]
+__all__ = ["VAEDetector", "VariationalAutoencoder", "gaussian_log_likelihood", "kl_to_standard_normal"]
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -51,21 +50,20 @@ def _standard_normal_log_density(z: torch.Tensor, mean: torch.Tensor, logvar: to
 class VariationalAutoencoder(nn.Module):
     """Encoder to (mu, log sigma^2) of the latent posterior; decoder to the likelihood's parameters.
 
-    The model takes raw spectra and applies the fitted ``normalization`` itself.
+    The encoder takes normalized spectra; the likelihood is evaluated on the normalized spectra too,
+    or for ``poisson`` on the raw counts, which every method then takes as ``counts``.
     """
 
     def __init__(
         self, *, n_bins: int, latent_dim: int, hidden: list[int] | None = None, activation: str = "relu",
         architecture: str = "mlp", conv_channels: list[int] | None = None, kernel_size: int = 5,
         likelihood: str = "gaussian", sigma_x: float = 1.0, sigma_floor: float = 1e-3,
-        normalization: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if sigma_x <= 0 or sigma_floor <= 0:
             raise ValueError(f"sigma_x and sigma_floor must be positive, got {sigma_x} and {sigma_floor}")
         hidden, conv_channels = list(hidden or []), list(conv_channels or [16, 32])
         self.latent_dim = latent_dim
-        self.normalize = NormalizationLayer(normalization)
         self.likelihood = Likelihood(likelihood, sigma_x=sigma_x, sigma_floor=sigma_floor)
         self.encoder = build_encoder(architecture, n_bins=n_bins, hidden=hidden, conv_channels=conv_channels,
                                      kernel_size=kernel_size, activation=activation)
@@ -80,23 +78,32 @@ class VariationalAutoencoder(nn.Module):
         h = self.encoder(normalized)
         return self.to_mu(h), self.to_logvar(h).clamp(*LOGVAR_RANGE)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def needs_counts(self) -> bool:
+        """Whether the likelihood is evaluated on the raw counts (Poisson), which then go with every batch."""
+        return self.likelihood.kind == "poisson"
+
+    def _target(self, normalized: torch.Tensor, counts: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What the likelihood is evaluated on, and the spectra's totals (Poisson only)."""
+        if not self.needs_counts:
+            return normalized, None
+        counts = normalized if counts is None else counts
+        return counts, counts.sum(dim=-1)
+
+    def forward(self, normalized: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
         """The predicted mean of the likelihood (in its target's units), decoded from the posterior mean."""
-        mu, _ = self.encode(self.normalize(x))
-        return self.likelihood.mean_and_sigma(self.decoder(mu), x.sum(dim=-1))[0]
+        mu, _ = self.encode(normalized)
+        return self.likelihood.mean_and_sigma(self.decoder(mu), self._target(normalized, counts)[1])[0]
 
     def elbo_terms(
-        self, x: torch.Tensor, *, mc_samples: int = 1, generator: torch.Generator | None = None,
-        importance_weighted: bool = True, normalized_input: bool = False,
+        self, normalized: torch.Tensor, counts: torch.Tensor | None = None, *, mc_samples: int = 1,
+        generator: torch.Generator | None = None, importance_weighted: bool = True,
     ) -> dict[str, torch.Tensor]:
         """Per-spectrum ``elbo``, ``expected_log_likelihood``, ``kl``, ``iw_log_likelihood`` and ``mu``.
 
         ``importance_weighted=False`` leaves out ``iw_log_likelihood`` (training does not need it).
-        ``normalized_input``: ``x`` has been through :attr:`normalize` already (only where
-        :attr:`trains_on_normalized`; ``totals`` are then unknown and ``None``).
         """
-        normalized = x if normalized_input else self.normalize(x)
-        target, totals = self.likelihood.target(x, normalized), None if normalized_input else x.sum(dim=-1)
+        target, totals = self._target(normalized, counts)
         mu, logvar = self.encode(normalized)
         eps = torch.randn((mc_samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + (0.5 * logvar).exp() * eps  # (K, batch, latent)
@@ -104,41 +111,36 @@ class VariationalAutoencoder(nn.Module):
         kl = kl_to_standard_normal(mu, logvar)
         expected = log_likelihood.mean(dim=0)
         terms = {"elbo": expected - kl, "expected_log_likelihood": expected, "kl": kl, "mu": mu,
-                 "normalized": normalized, "target": target, "totals": totals}
+                 "target": target, "totals": totals}
         if importance_weighted:
             log_weights = (log_likelihood + _standard_normal_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
                            - _standard_normal_log_density(z, mu, logvar))
             terms["iw_log_likelihood"] = torch.logsumexp(log_weights, dim=0) - math.log(mc_samples)
         return terms
 
-    @property
-    def trains_on_normalized(self) -> bool:
-        """Whether the training loss needs only normalized spectra (every likelihood but Poisson's)."""
-        return self.likelihood.kind != "poisson"
-
     def training_loss(
-        self, x: torch.Tensor, *, generator: torch.Generator | None = None, kl_weight: float = 1.0,
-        normalized_input: bool = False,
+        self, normalized: torch.Tensor, counts: torch.Tensor | None = None, *, generator: torch.Generator | None = None,
+        kl_weight: float = 1.0,
     ) -> torch.Tensor:
         """Mean over the batch of -E_q[log p(x|z)] + kl_weight * KL (one Monte-Carlo sample)."""
-        terms = self.elbo_terms(x, mc_samples=1, generator=generator, importance_weighted=False,
-                                normalized_input=normalized_input)
+        terms = self.elbo_terms(normalized, counts, mc_samples=1, generator=generator, importance_weighted=False)
         return (-terms["expected_log_likelihood"] + kl_weight * terms["kl"]).mean()
 
     def score_batch(
-        self, x: torch.Tensor, *, mc_samples: int = 1, generator: torch.Generator | None = None, bin_arrays: bool = True,
+        self, normalized: torch.Tensor, counts: torch.Tensor | None = None, *, mc_samples: int = 1,
+        generator: torch.Generator | None = None, bin_arrays: bool = True,
     ) -> dict[str, torch.Tensor]:
-        """Per-spectrum scores, pulls, latent means and reconstructions (normalized and in input units).
+        """Per-spectrum scores and latent means; with ``bin_arrays`` also the per-bin ``reconstruction`` (the
+        likelihood's mean at the posterior mean, in its target's units) and ``pulls``.
 
         The K Monte-Carlo samples of the ELBO go through the decoder as one batch of K x batch latent
-        codes. With ``bin_arrays=False`` only the per-spectrum columns are returned (no per-bin
-        ``reconstruction``, ``reconstruction_counts`` and ``pulls``), which saves work when scoring.
+        codes. ``reconstruction_error`` (squared residuals in normalized units) is left to the caller for
+        the Poisson likelihood, whose mean is in counts: the caller normalizes it (:class:`VAEDetector`).
         """
-        terms = self.elbo_terms(x, mc_samples=mc_samples, generator=generator)
+        terms = self.elbo_terms(normalized, counts, mc_samples=mc_samples, generator=generator)
         output = self.decoder(terms["mu"])
         mean, sigma = self.likelihood.mean_and_sigma(output, terms["totals"])
         pulls = (terms["target"] - mean) / sigma
-        normalized_mean = self.normalize(mean) if self.likelihood.kind == "poisson" else mean
         squared_pulls = pulls.double().pow(2).sum(dim=-1)  # Poisson pulls of huge counts overflow float32 squares
         scores = {
             "negative_elbo": -terms["elbo"],
@@ -147,15 +149,38 @@ class VariationalAutoencoder(nn.Module):
             "kl": terms["kl"],
             "iw_nll": -terms["iw_log_likelihood"],
             "latent_radius": terms["mu"].norm(dim=-1),
-            "reconstruction_error": (normalized_mean - terms["normalized"]).pow(2).sum(dim=-1),
             "chi2": squared_pulls,
             "max_abs_pull": pulls.abs().amax(dim=-1),
             "latent": terms["mu"],
         }
-        if bin_arrays:
-            counts = mean if self.likelihood.kind == "poisson" else self.normalize.inverse(mean, terms["totals"])
-            scores.update(reconstruction=normalized_mean, reconstruction_counts=counts, pulls=pulls)
-        if self.likelihood.kind == "poisson":  # a perfect fit (rates = counts) bounds the log-likelihood from above
+        if not self.needs_counts:
+            scores["reconstruction_error"] = (mean - normalized).pow(2).sum(dim=-1)
+        if bin_arrays or self.needs_counts:
+            scores.update(reconstruction=mean, pulls=pulls)
+        if self.needs_counts:  # a perfect fit (rates = counts) bounds the log-likelihood from above
             saturated = poisson_log_likelihood(terms["target"], terms["target"])
             scores["elbo_deviance"] = saturated - terms["elbo"]
         return scores
+
+
+class VAEDetector(DeepDetector):
+    """The variational autoencoder as a detector (kind ``vae``), scored by its negative ELBO.
+
+    Its primary score is ``negative_elbo``, and ``elbo_deviance`` for the Poisson likelihood (whose
+    log-likelihood grows with the counts; see the module's docstring).
+    """
+
+    kind = "vae"
+    network_class = VariationalAutoencoder
+    network_keys = ("architecture", "hidden", "conv_channels", "kernel_size", "latent_dim", "activation",
+                    "likelihood", "sigma_x", "sigma_floor")
+
+    @property
+    def score_columns(self) -> tuple[str, ...]:
+        common = ("negative_elbo", "elbo", "reconstruction_nll", "kl", "iw_nll", "latent_radius",
+                  "reconstruction_error", "chi2", "max_abs_pull")
+        return ("elbo_deviance", *common) if self.params.get("likelihood") == "poisson" else common
+
+    @property
+    def kl_weights(self) -> tuple[float, int]:
+        return float(self.params.get("beta", 1.0)), int(self.params.get("beta_warmup_epochs", 0))

@@ -20,27 +20,12 @@ Every score is oriented so that higher means more anomalous.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
-from matplotlib.figure import Figure
-
-from ..atomic import atomic_path, write_json, write_text
+from ..store.atomic import atomic_path, write_json, write_text
 from ..exceptions import ConfigError
-from .comparison import (
-    group_column,
-    run_summary,
-    run_summary_figure,
-    score_agreement_figure,
-)
-from .curves import precision_recall_figure, roc_figure
-from .figures import (
-    FIGURE_NAMES,
-    latent_space_figure,
-    render_png,
-    score_distribution_figure,
-    top_anomalies_figure,
-    training_curves_figure,
-)
+from .comparison import group_column, run_summary
+from .figures import render_png
 from .html import render_report
 from .metrics import (
     compute_metrics,
@@ -50,8 +35,9 @@ from .metrics import (
     read_score_tables,
     top_spectra_table,
 )
+from .registry import FIGURE_NAMES, FIGURES, FigureInputs
 
-__all__ = ["FIGURE_NAMES", "build_report", "compute_metrics", "report_figures"]
+__all__ = ["FIGURE_NAMES", "FIGURES", "build_report", "compute_metrics"]
 
 #: rows of the ranked table of most anomalous spectra
 N_RANKED_SPECTRA = 20
@@ -71,24 +57,6 @@ def _check_figure_paths(figure_paths: Mapping[str, PathLike]) -> None:
     if unknown or missing:
         problems = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"unknown {', '.join(unknown)}"] if unknown else [])
         raise ConfigError(f"report figure_paths: {'; '.join(problems)}; expected exactly {', '.join(FIGURE_NAMES)}")
-
-
-def report_figures(tables: Mapping, *, histories: Mapping, examples: Mapping, labelled: bool, curves: Mapping,
-                   runs, run_column: str | None, n_top: int, bin_unit: str | None = None) -> dict[str, Callable[[], Figure]]:
-    """Figure name -> a function that builds it, for each of :data:`FIGURE_NAMES` in page order.
-
-    The figures are built one at a time (each is rendered and freed before the next is built).
-    """
-    return {
-        "roc": lambda: roc_figure(tables, labelled=labelled, curves=curves),
-        "precision_recall": lambda: precision_recall_figure(tables, labelled=labelled, curves=curves),
-        "score_distributions": lambda: score_distribution_figure(tables, labelled=labelled),
-        "score_agreement": lambda: score_agreement_figure(tables, labelled=labelled),
-        "run_summary": lambda: run_summary_figure(tables, runs, column=run_column),
-        "top_anomalies": lambda: top_anomalies_figure(examples, n_top=n_top, bin_unit=bin_unit),
-        "latent_space": lambda: latent_space_figure(tables, labelled=labelled),
-        "training_curves": lambda: training_curves_figure(histories),
-    }
 
 
 def build_report(
@@ -133,9 +101,9 @@ def build_report(
     run_column = group_column(tables)
     runs = run_summary(tables, column=run_column) if run_column else None
     metrics["runs"] = {"column": run_column, "n_runs": len(runs)} if runs is not None else None
-    figures = report_figures(tables, histories=history_tables, examples=example_arrays, labelled=labelled, curves=curves,
-                             runs=runs, run_column=run_column, n_top=n_top, bin_unit=bin_unit)
-    pngs = {name: render_png(figure()) for name, figure in figures.items()}
+    inputs = FigureInputs(tables=tables, histories=history_tables, examples=example_arrays, labelled=labelled,
+                          curves=curves, runs=runs, run_column=run_column, n_top=n_top, bin_unit=bin_unit)
+    pngs = {name: render_png(figure.build(inputs)) for name, figure in FIGURES.items()}  # one at a time, then freed
     reference, top_table = top_spectra_table(tables, n=N_RANKED_SPECTRA)
     page = render_report(dataset=dataset, run_name=run_name, metrics=metrics, figures=pngs, top_table=top_table,
                          reference_model=reference, run_config=run_config, runs=runs, run_column=run_column)

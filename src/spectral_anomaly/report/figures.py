@@ -21,9 +21,6 @@ from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, NullLocato
 from ..text import plot_text
 from .metrics import evaluated_rows
 
-#: the figures build_report writes, in page order (ROC and PR in .curves, agreement and per-run in .comparison)
-FIGURE_NAMES: tuple[str, ...] = ("roc", "precision_recall", "score_distributions", "score_agreement", "run_summary",
-                                 "top_anomalies", "latent_space", "training_curves")
 DPI = 90
 NORMAL_COLOUR, ANOMALOUS_COLOUR = "#1f77b4", "#d62728"
 SPLIT_COLOURS = {"train": "#1f77b4", "validation": "#ff7f0e", "test": "#2ca02c"}
@@ -146,11 +143,15 @@ def _best_epoch(history: pd.DataFrame) -> int | None:
 
 
 def training_curves_figure(histories: Mapping[str, pd.DataFrame]) -> Figure:
-    """Train and validation loss against epoch, one panel per deep model, best epoch marked."""
+    """Train and validation loss against epoch, one panel per detector trained over epochs, best epoch marked.
+
+    Detectors fitted in one pass (PCA) have an empty history and no panel.
+    """
+    histories = {name: history for name, history in histories.items() if len(history)}
     figure, axes = _panel_grid(len(histories))
     if not histories:
-        _message(axes[0], "no training histories given\n(only deep models have one;\nthe PCA baseline is fitted in one step)",
-                 labels=("Training curves", "epoch", "loss"))
+        _message(axes[0], "no training histories\n(only detectors trained over epochs have one;\n"
+                          "PCA is fitted in one pass)", labels=("Training curves", "epoch", "loss"))
         return figure
     for ax, (name, history) in zip(axes, histories.items()):
         epochs = history["epoch"].to_numpy()

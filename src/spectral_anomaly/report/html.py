@@ -17,7 +17,7 @@ import pandas as pd
 from .. import __version__
 from ..text import html_text as escape
 from ..thresholds import rate_label
-from .captions import FIGURE_TEXT
+from .registry import FIGURES
 from .metrics import best_models
 
 STYLE = """
@@ -272,7 +272,7 @@ def config_yaml(run_config: Mapping) -> str:
 
 
 def _figure_block(name: str, png: bytes) -> str:
-    title, caption = FIGURE_TEXT[name]
+    title, caption = FIGURES[name].title, FIGURES[name].caption
     encoded = base64.b64encode(png).decode("ascii")
     return (f'<h2 id="{name}">{escape(title)}</h2>\n<figure>\n'
             f'<img src="data:image/png;base64,{encoded}" alt="{escape(title)}">\n'
@@ -316,7 +316,7 @@ def render_report(*, dataset: str, run_name: str, metrics: dict, figures: Mappin
         f"<h1>Anomaly report: {escape(str(dataset))}</h1>",
         f'<p class="meta">{" &middot; ".join(meta)}</p>',
         '<p class="meta">Sections: <a href="#metrics">model comparison</a> &middot; <a href="#thresholds">efficiency</a>'
-        + "".join(f' &middot; <a href="#{name}">{escape(title.lower())}</a>' for name, (title, _) in FIGURE_TEXT.items())
+        + "".join(f' &middot; <a href="#{name}">{escape(title.lower())}</a>' for name, title in ((n, f.title) for n, f in FIGURES.items()))
         + ' &middot; <a href="#top-spectra">ranked spectra</a> &middot; <a href="#config">configuration</a></p>',
         data_paragraph(metrics.get("data") or {}),
         "<p>Every score is oriented so that a higher anomaly score means a more anomalous spectrum.</p>",
@@ -326,7 +326,7 @@ def render_report(*, dataset: str, run_name: str, metrics: dict, figures: Mappin
         *ranking_section(metrics),
         *thresholds_section(metrics),
     ]
-    for name in FIGURE_TEXT:
+    for name in FIGURES:
         parts.append(_figure_block(name, figures[name]))
         if name == "run_summary" and runs is not None and run_column is not None:
             parts.append(f"<details open><summary>fraction flagged per {escape(run_column)}</summary>")

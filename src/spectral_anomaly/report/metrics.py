@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..columns import SCORE_COLUMNS, SIGNED_COPIES  # the score columns evaluated when present
 from ..exceptions import InputFileError, ObjectNotFoundError, closest_first
-from ..formats import FORMAT_VERSIONS, read_versioned_csv
+from ..store.formats import FORMAT_VERSIONS, read_versioned_csv
 from ..thresholds import rate_label, threshold_entries
 from .bootstrap import N_RESAMPLES, DetectionCurves, detection_curves, exact_aucs
 

@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any
 
-from .exceptions import FormatVersionError, InputFileError
+from ..exceptions import FormatVersionError, InputFileError
 from .integrity import verify_checksum
 
 #: kind of file -> format version written by this package version
@@ -19,13 +19,14 @@ FORMAT_VERSIONS: dict[str, int] = {
     "canonical_store": 2,
     "split": 1,
     "normalization": 1,
-    "model": 1,
+    "model": 2,
     "scores": 1,
     "examples": 1,
     "metrics": 1,
     "manifest": 1,
     "history": 1,
     "training_summary": 1,
+    "report_build": 1,
 }
 
 

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .config import read_config_file
-from .exceptions import (
+from ..config import read_config_file
+from ..exceptions import (
     ConfigError,
     InputFileError,
     ObjectNotFoundError,
@@ -34,7 +34,8 @@ from .exceptions import (
     closest_first,
 )
 from .formats import check_format_version, read_versioned_json
-from .text import html_text, markdown_text, rst_text, template_text, visible
+from .layout import VersionLayout
+from ..text import html_text, markdown_text, rst_text, template_text, visible
 
 PathLike = str | os.PathLike[str]
 
@@ -90,19 +91,23 @@ class ResultVersion:
 
     @property
     def models(self) -> list[str]:
-        """Trained model instances (one per model and seed) and the PCA baseline."""
-        from .config import model_instances
+        """Fitted detector instances (deep ones once per training seed)."""
+        from ..config import model_instances
 
         try:
-            return [*model_instances(self.config), "pca"]
-        except (KeyError, TypeError):
-            return [*(self.config.get("models") or {}), "pca"]
+            return model_instances(self.config)
+        except (KeyError, TypeError, ValueError):
+            return list(self.config.get("models") or {})
+
+    @property
+    def files(self) -> VersionLayout:
+        return VersionLayout(self.path)
 
 
 def is_result_version(path: Path) -> bool:
     """Whether ``path`` is a result folder the workflow started (it writes ``config.yaml`` first)."""
     return (path.is_dir() and VERSION_NAME.match(path.name) is not None
-            and ((path / "config.yaml").is_file() or (path / "manifest.json").is_file()))
+            and (VersionLayout(path).config.is_file() or VersionLayout(path).manifest.is_file()))
 
 
 def _mtime_iso(path: Path) -> str:
@@ -127,9 +132,10 @@ def load_version(path: PathLike, *, strict: bool = True) -> ResultVersion:
         raise InputFileError(f"{folder}: not a result version folder (expected results/<run_name>-<10 hex digits>/)")
     problems = []
     manifest = None
-    if (folder / "manifest.json").exists():
+    files = VersionLayout(folder)
+    if files.manifest.exists():
         try:
-            manifest = read_manifest(folder / "manifest.json")
+            manifest = read_manifest(files.manifest)
         except SpectralAnomalyError as error:
             if strict:
                 raise
@@ -137,7 +143,7 @@ def load_version(path: PathLike, *, strict: bool = True) -> ResultVersion:
     if manifest is not None:
         config, started, finished = manifest.get("config") or {}, manifest.get("started"), manifest.get("finished")
     else:
-        config_file = folder / "config.yaml"
+        config_file = files.config
         try:
             config = read_config_file(config_file)
         except SpectralAnomalyError as error:
@@ -149,7 +155,7 @@ def load_version(path: PathLike, *, strict: bool = True) -> ResultVersion:
     version = ResultVersion(path=folder, run_name=match["run_name"], hash=match["hash"], config=config,
                             started=started, finished=finished, manifest=manifest)
     for dataset in version.datasets:
-        metrics_file = folder / "reports" / f"{dataset}.metrics.json"
+        metrics_file = files.metrics(dataset)
         if not metrics_file.exists():
             continue
         try:
@@ -334,8 +340,8 @@ def _match_keys(table_a, table_b, version_a: ResultVersion, version_b: ResultVer
 
 def flag_changes(version_a: ResultVersion, version_b: ResultVersion, dataset: str, model: str) -> dict[str, Any]:
     """Per flag column present in both score tables: spectra flagged in A only and in B only."""
-    table_a = read_flag_table(version_a.path / "scores" / dataset / f"{model}.parquet")
-    table_b = read_flag_table(version_b.path / "scores" / dataset / f"{model}.parquet")
+    table_a = read_flag_table(version_a.files.scores(dataset, model))
+    table_b = read_flag_table(version_b.files.scores(dataset, model))
     keys_a, keys_b, matching = _match_keys(table_a, table_b, version_a, version_b)
     id_a = dict(zip(keys_a, table_a["spectrum_id"].tolist()))
     id_b = dict(zip(keys_b, table_b["spectrum_id"].tolist()))
@@ -379,7 +385,7 @@ def compare_versions(version_a: ResultVersion, version_b: ResultVersion) -> dict
     flags = []
     for dataset in [d for d in version_a.datasets if d in version_b.datasets]:
         for model in [m for m in version_a.models if m in version_b.models]:
-            paths = [v.path / "scores" / dataset / f"{model}.parquet" for v in (version_a, version_b)]
+            paths = [v.files.scores(dataset, model) for v in (version_a, version_b)]
             if all(p.exists() for p in paths):
                 flags.append({"dataset": dataset, "model": model, **flag_changes(version_a, version_b, dataset, model)})
     return {
@@ -555,7 +561,7 @@ def report_front_page(manifest: dict[str, Any], *, result_dir: PathLike | None =
     if result_dir is not None:
         rows = []
         for dataset in datasets:
-            path = Path(result_dir) / "reports" / f"{dataset}.metrics.json"
+            path = VersionLayout(result_dir).metrics(dataset)
             if path.exists():
                 for model, values in headline_metrics(read_metrics(path)).items():
                     rows.append([dataset, model, _number(values["roc_auc"]), _number(values["pr_auc"])])

@@ -10,7 +10,7 @@ its content in the format of ``xxh128sum`` (``xxhsum -H2``), so ``xxh128sum -c .
 checks it by hand. XXH3 rather than sha256 because every reader verifies the whole file: XXH3 over
 the memory-mapped file runs at memory speed (about 20 GB/s here, 15 times sha256), so checking a
 2 GB store costs a fraction of reading it. It detects damage, not tampering. The sidecar is
-written before the file is renamed into place; a reader compares the two with
+written (by :mod:`.atomic`) before the file is renamed into place; a reader compares the two with
 :func:`verify_checksum` (:func:`.formats.check_format_version` does it for every result file) and
 refuses a file whose content no longer matches, naming the file and how to rebuild it.
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import xxhash
 
-from .exceptions import InputFileError
+from ..exceptions import InputFileError
 
 #: suffixes of the files that get a checksum sidecar: every result file a later stage reads
 CHECKSUMMED_SUFFIXES = (".pt", ".parquet", ".h5", ".npz", ".json", ".csv", ".yaml")
@@ -57,26 +57,13 @@ def file_checksum(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def write_checksum(content: str | os.PathLike[str], *, target: str | os.PathLike[str]) -> None:
-    """Record the checksum of ``content`` (the finished temporary file) as the checksum of ``target``.
-
-    Written atomically itself (a temporary name, then a rename) and before ``target`` is renamed into
-    place, so a complete ``target`` always has its sidecar.
-    """
-    from .atomic import writer_tag
-
-    sidecar = checksum_path(target)
-    tmp = sidecar.with_name(f"{sidecar.name}.{writer_tag()}.tmp")  # .<name>.xxh128.<pid>@<host>.tmp
-    try:
-        tmp.write_text(f"{file_checksum(content)}  {Path(target).name}\n")
-        os.replace(tmp, sidecar)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def verify_checksum(path: str | os.PathLike[str]) -> None:
-    """Raise :class:`InputFileError` if ``path`` has a sidecar checksum that its content no longer matches."""
-    sidecar = checksum_path(path)
+    """Raise :class:`InputFileError` if ``path`` has a sidecar checksum that its content no longer matches.
+
+    A symbolic link (a version's file linking a shared stage output) is checked against its target's sidecar.
+    """
+    real = Path(path).resolve()
+    sidecar = checksum_path(real)
     try:
         recorded = sidecar.read_text().split()[0]
     except (FileNotFoundError, IndexError):
@@ -86,5 +73,5 @@ def verify_checksum(path: str | os.PathLike[str]) -> None:
     if file_checksum(path) != recorded:
         raise InputFileError(
             f"{path}: damaged: its content no longer matches the checksum recorded in {sidecar} when it was written; "
-            f"delete {path} and rerun the workflow to rebuild it"
+            f"delete {path if real == Path(path).absolute() else real} and rerun the workflow to rebuild it"
         )

@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .exceptions import DiskFullError
-from .integrity import SIDECAR_SUFFIX, wants_checksum, write_checksum
+from ..exceptions import DiskFullError
+from .integrity import SIDECAR_SUFFIX, checksum_path, file_checksum, wants_checksum
 
 
 def _current_umask() -> int:
@@ -61,6 +61,21 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_checksum(content: str | os.PathLike[str], *, target: str | os.PathLike[str]) -> None:
+    """Record the checksum of ``content`` (the finished temporary file) as the checksum of ``target``.
+
+    Written atomically itself (a temporary name, then a rename) and before ``target`` is renamed into
+    place, so a complete ``target`` always has its sidecar.
+    """
+    sidecar = checksum_path(target)
+    tmp = sidecar.with_name(f"{sidecar.name}.{writer_tag()}.tmp")  # .<name>.xxh128.<pid>@<host>.tmp
+    try:
+        tmp.write_text(f"{file_checksum(content)}  {Path(target).name}\n")
+        os.replace(tmp, sidecar)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _is_disk_full(error: BaseException, folder: Path) -> bool:

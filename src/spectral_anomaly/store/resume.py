@@ -21,7 +21,7 @@ import torch
 import xxhash
 
 from .atomic import atomic_path
-from .exceptions import ConfigError, InputFileError
+from ..exceptions import ConfigError, InputFileError
 
 CHECKPOINT_KIND = "spectral_anomaly training checkpoint"
 CHECKPOINT_VERSION = 1

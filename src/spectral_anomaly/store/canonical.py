@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path
-from .exceptions import InputFileError, SpectralAnomalyError
+from ..exceptions import InputFileError, SpectralAnomalyError
 from .formats import FORMAT_VERSIONS, check_format_version
 
 #: bytes of one HDF5 chunk of X (whole rows): large enough to read at full speed
@@ -208,6 +208,6 @@ def evaluate_metadata_expression(metadata: pd.DataFrame, expression: str, *, dat
 
     The expression is parsed and checked by :mod:`.expressions`, never executed as code.
     """
-    from .expressions import evaluate_boolean_expression
+    from ..expressions import evaluate_boolean_expression
 
     return evaluate_boolean_expression(expression, metadata, key=f"datasets.{dataset}.{key}")

@@ -18,8 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .exceptions import InputFileError
+from .. import __version__
+from ..exceptions import InputFileError
 
 _CHUNK = 16 * 1024 * 1024
 SHORT_HASH_LENGTH = 10

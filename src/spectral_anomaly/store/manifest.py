@@ -1,18 +1,22 @@
-"""The manifest of a result version: what was run, on what, with what, and every file written.
+"""The manifest of a result version: what was run, on what, with what, and every result file.
 
 ``manifest.json`` records the effective config, input checksums, package versions, git commit,
-the device each model trained on, start and end times, and for every file in the version its
-kind, format version, size and sha256.
+the device each model trained on, start and end times, and for every result file of the version its
+kind, format version, size and sha256 (and, for a link to a shared stage output, where it points).
+It is written once the training run's results are complete and is never rewritten by a report
+rebuild: the reports are listed in their own build records (:func:`report_build_record`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .formats import FORMAT_VERSIONS
+from .layout import FRONT_PAGE, MANIFEST, RUN_RECORD_FOLDERS
 from .provenance import git_commit, package_versions, sha256_file, utc_now
 
 #: (folder, suffix) -> kind of file, for the files of a result version
@@ -20,7 +24,6 @@ FILE_KINDS = (
     ("data", ".h5", "canonical_store"),
     ("splits", ".json", "split"),
     ("normalization", ".json", "normalization"),
-    ("models", ".pt", "model"),
     ("models", ".npz", "model"),
     ("scores", ".parquet", "scores"),
     ("scores", ".npz", "examples"),
@@ -30,11 +33,9 @@ FILE_KINDS = (
 )
 
 
-#: the manifest and its front page for ``snakemake --report``, written together, listed in neither
-MANIFEST_FILES = ("manifest.json", "manifest.rst")
-#: folders of a version that record how the jobs ran, not results: Snakemake writes the job logs and
-#: benchmark records (the manifest job's own after the manifest), so they are not listed
-RUN_RECORD_FOLDERS = ("logs", "benchmarks")
+#: folders of a version that the manifest does not list: job logs and benchmarks (Snakemake's records of
+#: how jobs ran) and the reports (each listed in its own build record)
+UNLISTED_FOLDERS = (*RUN_RECORD_FOLDERS, "reports")
 
 
 def stored_format_version(path: Path, kind: str) -> int | None:
@@ -70,19 +71,34 @@ def _file_kind(relative: Path) -> str | None:
     return None
 
 
+def _file_entry(path: Path, relative: Path) -> dict[str, Any]:
+    kind = _file_kind(relative)
+    entry = {"path": str(relative), "kind": kind, "format_version": stored_format_version(path, kind) if kind else None,
+             "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    if path.is_symlink():
+        entry["links_to"] = os.readlink(path)
+    return entry
+
+
+def report_build_record(config: dict[str, Any], *, dataset: str, files: list[Path], result_dir: Path) -> dict[str, Any]:
+    """The record of one build of a dataset's report: when, with which code and options, which files."""
+    return {
+        "format_version": FORMAT_VERSIONS["report_build"], "result_version": result_dir.name, "dataset": dataset,
+        "built": utc_now(), "git_commit": git_commit(Path(__file__).parent), "packages": package_versions(),
+        "report_options": config["report"],
+        "files": [_file_entry(path, path.relative_to(result_dir) if path.is_relative_to(result_dir) else path)
+                  for path in files],
+    }
+
+
 def build_manifest(config: dict[str, Any], *, result_dir: Path, input_checksums: dict[str, str]) -> dict[str, Any]:
     """Collect the manifest of ``result_dir`` (the manifest file itself is not listed)."""
     files = []
     for path in sorted(p for p in result_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
         relative = path.relative_to(result_dir)
-        if str(relative) in MANIFEST_FILES or relative.parts[0] in RUN_RECORD_FOLDERS:
+        if str(relative) in (MANIFEST, FRONT_PAGE) or relative.parts[0] in UNLISTED_FOLDERS:
             continue
-        kind = _file_kind(relative)
-        files.append({
-            "path": str(relative), "kind": kind,
-            "format_version": stored_format_version(path, kind) if kind else None,
-            "bytes": path.stat().st_size, "sha256": sha256_file(path),
-        })
+        files.append(_file_entry(path, relative))
     devices = {}
     for summary in sorted(result_dir.glob("models/*/*.summary.json")):
         info = json.loads(summary.read_text())
