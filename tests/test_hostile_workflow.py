@@ -142,7 +142,7 @@ def test_every_reader_reads_the_odd_paths_and_names(payload_run):
 
 def test_the_html_reports_show_the_payload_as_text(payload_run):
     _, version, config = payload_run
-    for name in config["datasets"]:
+    for name in [n for n, dataset in config["datasets"].items() if PAYLOAD in str(dataset)]:
         page = (version / "reports" / f"{name}.html").read_text()
         assert HTML not in page, f"{name}: raw HTML from the payload reached the page"
         assert html.escape(HTML) in page and html.escape(JINJA) in page, name
@@ -163,12 +163,13 @@ def test_snakemake_report_shows_the_payload_as_text(payload_run):
     ("out/{version}", "holds braces"), ("out\nx", "holds control characters"),
     ("out/x</script><script>alert(1)</script>", "holds < or >"),
     ("-res", "starts with '-'"), ("/proc/self/x", "lies inside the system folder '/proc'"),
-    ("run.yaml/x", "run.yaml' exists and is not a folder"), ("/dev/null", "lies inside the system folder '/dev'"),
+    ("run.yaml/x", "exists and is not a folder"), ("/dev/null", "lies inside the system folder '/dev'"),
 ])
 def test_an_unusable_results_dir_stops_the_run_before_any_job(results_dir, problem, tmp_path):
     config = {"run_name": "r", "results_dir": results_dir,
               "datasets": {"d": {"format": "hdf5_array", "path": "demo://spectra.h5", "dataset": "spectra"}},
               "models": {"ae": {"kind": "autoencoder"}}}
     run = snakemake(tmp_path, config, "-n")
-    assert run.returncode != 0 and f"results_dir: {results_dir!r} {problem}" in run.stdout + run.stderr
+    output = run.stdout + run.stderr
+    assert run.returncode != 0 and f"results_dir: {results_dir!r}" in output and problem in output
     assert os.listdir(tmp_path) == ["run.yaml"] or set(os.listdir(tmp_path)) <= {"run.yaml", ".snakemake"}

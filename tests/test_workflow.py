@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from spectral_anomaly.formats import FORMAT_VERSIONS
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.workflow
 
@@ -107,7 +109,7 @@ def test_manifest_records_provenance(finished_run):
     assert all(device.startswith("cpu") for device in manifest["devices"].values())
     kinds = {entry["kind"] for entry in manifest["files"]}
     assert {"canonical_store", "split", "normalization", "model", "scores", "examples", "metrics"} <= kinds
-    assert all(entry["format_version"] == 1 for entry in manifest["files"] if entry["kind"])
+    assert all(entry["format_version"] == FORMAT_VERSIONS[entry["kind"]] for entry in manifest["files"] if entry["kind"])
     assert manifest["started"] <= manifest["finished"]
 
 
