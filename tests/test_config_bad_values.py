@@ -38,11 +38,31 @@ def dataset_schemas() -> dict[str, dict[str, Any]]:
     return {branch["if"]["properties"]["format"]["const"]: branch["then"] for branch in entry["allOf"]}
 
 
-def base_config(fmt: str = "csv") -> dict[str, Any]:
-    """A smallest valid config with one dataset of format ``fmt`` and one model."""
+def model_schemas() -> dict[str, dict[str, Any]]:
+    """Per detector kind: the properties its ``then`` branches allow (a shared branch describes the keys
+    of the deep kinds) and whether unknown keys are refused."""
+    entry = SCHEMA["properties"]["models"]["additionalProperties"]
+    merged = {}
+    for kind in entry["properties"]["kind"]["enum"]:
+        properties, strict = {}, False
+        for branch in entry["allOf"]:
+            condition = branch["if"]["properties"]["kind"]
+            if condition.get("const") == kind or kind in condition.get("enum", []):
+                for name, sub in branch["then"].get("properties", {}).items():
+                    properties[name] = sub or properties.get(name, {})
+                strict |= branch["then"].get("additionalProperties") is False
+        properties["kind"] = entry["properties"]["kind"]  # constrained once, outside the branches
+        merged[kind] = {"properties": properties, "additionalProperties": not strict}
+    return merged
+
+
+def base_config(variant: str = "csv") -> dict[str, Any]:
+    """A smallest valid config: one dataset (of format ``variant``) and one detector (of kind
+    ``variant[len("model:"):]`` for a ``model:`` variant, else an autoencoder)."""
+    fmt, kind = ("csv", variant.removeprefix("model:")) if variant.startswith("model:") else (variant, "autoencoder")
     then = dataset_schemas()[fmt]
     dataset = {"format": fmt, "path": "x.dat", **{key: "x" for key in then.get("required", []) if key != "path"}}
-    return {"run_name": "t", "datasets": {"d": dataset}, "models": {"m": {"kind": "autoencoder"}}}
+    return {"run_name": "t", "datasets": {"d": dataset}, "models": {"m": {"kind": kind}}}
 
 
 def objects() -> list[tuple[tuple[str, ...], dict[str, Any], str]]:
@@ -51,7 +71,8 @@ def objects() -> list[tuple[tuple[str, ...], dict[str, Any], str]]:
     for name, sub in SCHEMA["properties"].items():
         if sub.get("type") == "object" and "properties" in sub:
             found.append(((name,), sub, "csv"))
-    found.append((("models", "m"), SCHEMA["properties"]["models"]["additionalProperties"], "csv"))
+    for kind, schema in model_schemas().items():
+        found.append((("models", "m"), schema, f"model:{kind}"))
     for fmt, then in dataset_schemas().items():
         found.append((("datasets", "d"), then, fmt))
     return found
@@ -121,8 +142,8 @@ def test_every_schema_key_has_a_derivable_wrong_value():
     assert [".".join(path) for path, schema, _ in LEAVES if bad_value(schema) is None] == []
 
 
-@pytest.mark.parametrize(("path", "schema", "fmt"), LEAVES, ids=[f"{fmt}:{'.'.join(p)}" if p[0] == "datasets" else
-                                                                   ".".join(p) for p, _, fmt in LEAVES])
+@pytest.mark.parametrize(("path", "schema", "fmt"), LEAVES, ids=[f"{fmt}:{'.'.join(p)}" if p[0] in ("datasets", "models")
+                                                                   else ".".join(p) for p, _, fmt in LEAVES])
 def test_a_wrong_value_names_the_key_and_what_is_allowed(path, schema, fmt):
     value, allowed = bad_value(schema)
     with pytest.raises(ConfigError) as error:
@@ -136,7 +157,7 @@ def test_a_wrong_value_names_the_key_and_what_is_allowed(path, schema, fmt):
 STRICT = [(path, schema, fmt) for path, schema, fmt in objects() if schema.get("additionalProperties") is False]
 
 
-@pytest.mark.parametrize(("path", "schema", "fmt"), STRICT, ids=[f"{fmt}:{'.'.join(p)}" if p and p[0] == "datasets"
+@pytest.mark.parametrize(("path", "schema", "fmt"), STRICT, ids=[f"{fmt}:{'.'.join(p)}" if p and p[0] in ("datasets", "models")
                                                                    else ".".join(p) or "top" for p, _, fmt in STRICT])
 def test_an_unknown_key_is_refused_at_every_level(path, schema, fmt):
     with pytest.raises(ConfigError) as error:
@@ -147,7 +168,7 @@ def test_an_unknown_key_is_refused_at_every_level(path, schema, fmt):
 
 
 def test_the_walk_reaches_every_object_that_refuses_unknown_keys():
-    strict = {".".join(p) + (f"[{fmt}]" if p and p[0] == "datasets" else "") for p, _, fmt in STRICT}
-    expected = {"", "demo", "ingest", "split", "normalization", "training", "scoring", "pca", "report", "models.m"}
-    expected |= {f"datasets.d[{fmt}]" for fmt in dataset_schemas()}
+    strict = {".".join(p) + (f"[{fmt}]" if p and p[0] in ("datasets", "models") else "") for p, _, fmt in STRICT}
+    expected = {"", "demo", "ingest", "split", "normalization", "training", "scoring", "report"}
+    expected |= {f"datasets.d[{fmt}]" for fmt in dataset_schemas()} | {f"models.m[model:{kind}]" for kind in model_schemas()}
     assert expected <= strict

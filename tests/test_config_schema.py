@@ -1,4 +1,5 @@
-"""The config schema: the default config validates, defaults are filled, bad keys are refused."""
+"""The config schema: shipped in the package, the default config validates, defaults are filled, bad keys are
+refused, and its enums are the code's own lists."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from snakemake.utils import validate
-from snakemake_interface_common.exceptions import WorkflowError
+
+from spectral_anomaly.config import SCHEMA_PATH, load_schema, validate_config
+from spectral_anomaly.exceptions import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
 
 
 @pytest.fixture()
@@ -19,22 +20,36 @@ def config():
     return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
 
+def test_the_schema_ships_inside_the_package():
+    import spectral_anomaly
+
+    assert SCHEMA_PATH.is_file() and SCHEMA_PATH.is_relative_to(Path(spectral_anomaly.__file__).parent)
+
+
 def test_default_config_is_valid(config):
-    validate(config, SCHEMA)
+    validate_config(config)
 
 
-def test_defaults_are_filled_in(config):
+def test_defaults_are_filled_in_also_behind_references_and_per_kind(config):
     del config["training"]["patience"]
     del config["models"]["vae"]["sigma_x"]
-    validate(config, SCHEMA)
+    config["models"]["small"] = {"kind": "autoencoder"}
+    config["models"]["pca"] = {"kind": "pca"}
+    validate_config(config)
     assert config["training"]["patience"] == 20
     assert config["models"]["vae"]["sigma_x"] == 1.0
+    assert config["models"]["small"] == {"kind": "autoencoder", "architecture": "mlp", "hidden": [128, 32],
+                                         "conv_channels": [16, 32], "kernel_size": 5, "latent_dim": 4, "activation": "relu"}
+    assert config["models"]["pca"] == {"kind": "pca", "n_components": 4}
 
 
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        (("models", "ae", "hiden"), [3], "hiden"),
+        (("models", "ae", "hiden"), [3], "models.ae: unknown key 'hiden'; valid keys: 'hidden'"),
+        (("models", "pca", "latent_dim"), 3, "models.pca: unknown key 'latent_dim'; valid keys: 'n_components'"),
+        (("models", "ae", "likelihood"), "poisson", "models.ae: unknown key 'likelihood'"),
+        (("models", "ae", "kind"), "forest", "allowed values: 'autoencoder', 'vae', 'pca'"),
         (("training", "device"), "gpu", "gpu"),
         (("training", "learning_rate"), -1.0, "learning_rate"),
         (("normalization", "steps"), ["unit_integral", "sqrt"], "sqrt"),
@@ -48,24 +63,27 @@ def test_bad_values_and_unknown_keys_are_refused(config, path, value, message):
     for key in path[:-1]:
         target = target[key]
     target[path[-1]] = value
-    with pytest.raises(WorkflowError, match=message):
-        validate(copy.deepcopy(config), SCHEMA)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate_config(copy.deepcopy(config))
 
 
-def test_pca_is_a_reserved_model_name(config):
-    config["models"]["pca"] = {"kind": "autoencoder"}
-    with pytest.raises(WorkflowError):
-        validate(config, SCHEMA)
+def test_an_old_pca_section_gets_one_line_saying_how_to_change_it(config):
+    del config["models"]["pca"]
+    config["pca"] = {"n_components": 3}
+    with pytest.raises(ConfigError) as info:
+        validate_config(config)
+    assert str(info.value) == ("config: the top-level pca section is gone: the PCA baseline is a model kind now; "
+                               "move it under models, e.g. models: {pca: {kind: pca, n_components: 3}}")
 
 
 def test_every_schema_key_has_a_description():
-    schema = yaml.safe_load(Path(SCHEMA).read_text())
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
     missing = []
 
     def walk(node, where):
         if isinstance(node, dict):
-            for name, sub in (node.get("properties") or {}).items():
-                if isinstance(sub, dict) and "description" not in sub and "$ref" not in sub:
+            for name, sub in (node.get("properties") or {}).items():  # {}: allowed here, described in a shared branch
+                if isinstance(sub, dict) and sub and "description" not in sub and "$ref" not in sub:
                     missing.append(f"{where}.{name}")
             for key, sub in node.items():
                 if key != "if":  # conditions, not keys a user writes
@@ -78,13 +96,49 @@ def test_every_schema_key_has_a_description():
     assert not missing
 
 
-def test_several_seeds_give_one_instance_per_model_and_seed(config):
+def _enums(schema) -> dict[str, list]:
+    found: dict[str, list] = {}
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            if "enum" in node:
+                found.setdefault(where.rsplit(".", 1)[-1], [])
+                found[where.rsplit(".", 1)[-1]] += [v for v in node["enum"] if v not in found[where.rsplit(".", 1)[-1]]]
+            for key, sub in node.items():
+                walk(sub, f"{where}.{key}" if key not in ("properties", "items", "then", "allOf") else where)
+        elif isinstance(node, list):
+            for sub in node:
+                walk(sub, where)
+
+    walk(schema, "$")
+    return found
+
+
+def test_the_schemas_enums_are_the_codes_lists():
+    from spectral_anomaly.io import FORMATS
+    from spectral_anomaly.models import DETECTOR_KINDS
+    from spectral_anomaly.models.likelihoods import LIKELIHOODS
+    from spectral_anomaly.models.networks import ACTIVATIONS, ARCHITECTURES
+    from spectral_anomaly.normalize import STEPS
+    from spectral_anomaly.train import PRECISIONS
+
+    enums = _enums(load_schema())
+    assert sorted(enums["format"]) == sorted(FORMATS)
+    assert sorted(enums["kind"]) == sorted(DETECTOR_KINDS)
+    assert sorted(enums["steps"]) == sorted(STEPS)
+    assert sorted(enums["likelihood"]) == sorted(LIKELIHOODS)
+    assert sorted(enums["activation"]) == sorted(ACTIVATIONS)
+    assert sorted(enums["architecture"]) == sorted(ARCHITECTURES)
+    assert sorted(enums["precision"]) == sorted(PRECISIONS)
+
+
+def test_several_seeds_give_one_instance_per_deep_model_and_seed(config):
     from spectral_anomaly.config import model_config, model_instances, split_instance
 
-    validate(config, SCHEMA)
-    assert model_instances(config) == ["ae", "vae"]
+    validate_config(config)
+    assert model_instances(config) == ["ae", "vae", "pca"]
     assert split_instance(config, "vae") == ("vae", 0)
     config["training"]["seeds"] = [3, 7]
-    assert model_instances(config) == ["ae-seed3", "ae-seed7", "vae-seed3", "vae-seed7"]
+    assert model_instances(config) == ["ae-seed3", "ae-seed7", "vae-seed3", "vae-seed7", "pca"]  # PCA draws nothing
     assert split_instance(config, "vae-seed7") == ("vae", 7)
     assert model_config(config, "ae-seed3") is config["models"]["ae"]

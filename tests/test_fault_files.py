@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spectral_anomaly import atomic, stages
+from spectral_anomaly import stages
+from spectral_anomaly.store import atomic
 from spectral_anomaly.store.canonical import read_canonical
 from spectral_anomaly.exceptions import (
     ConfigError,
@@ -26,7 +27,7 @@ from spectral_anomaly.exceptions import (
 from spectral_anomaly.store.integrity import checksum_path
 from spectral_anomaly.store.provenance import cached_sha256
 from spectral_anomaly.score import read_scores
-from spectral_anomaly.train import load_checkpoint
+from spectral_anomaly.models import load_detector
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "spectral_anomaly"
 
@@ -47,9 +48,9 @@ def results(tmp_path_factory, fresh_config) -> Path:
     stages.run_split(config, "d", data_path=out / "data.h5", output=out / "split.json")
     stages.run_normalize(config, "d", data_path=out / "data.h5", split_path=out / "split.json", output=out / "norm.json")
     stages.run_train(config, "d", "ae", data_path=out / "data.h5", split_path=out / "split.json",
-                     normalization_path=out / "norm.json", model_path=out / "ae.pt", history_path=out / "ae.history.csv",
+                     normalization_path=out / "norm.json", model_path=out / "ae.npz", history_path=out / "ae.history.csv",
                      summary_path=out / "ae.summary.json")
-    stages.run_score(config, "d", "ae", data_path=out / "data.h5", split_path=out / "split.json", model_path=out / "ae.pt",
+    stages.run_score(config, "d", "ae", data_path=out / "data.h5", split_path=out / "split.json", model_path=out / "ae.npz",
                      scores_path=out / "ae.parquet", examples_path=out / "ae.examples.npz")
     return out
 
@@ -64,6 +65,7 @@ OWN_TEMPORARY = {
     ("demo.py", "write_demo_hdf5"), ("demo.py", "write_demo_root"),  # callers pass atomic_path's temporary file
     ("figures.py", "render_png"),  # into an in-memory buffer
 }
+#: (a .save of self, a detector or a resume checkpoint writes through atomic_path itself)
 WRITE_METHODS = {"to_parquet", "write_table", "save", "write_text", "write_bytes", "savefig", "dump", "savez",
                  "savez_compressed", "to_csv", "to_hdf", "recreate", "write"}
 
@@ -78,7 +80,7 @@ def _is_write(call: ast.Call) -> bool:
     if name == "write" and isinstance(func, ast.Attribute):
         return False  # stream.write on a stream opened above: the open is what is checked
     return isinstance(func, ast.Attribute) and name in WRITE_METHODS and not (name == "save" and isinstance(func, ast.Attribute)
-                                          and isinstance(func.value, ast.Name) and func.value.id in ("self", "pca"))
+                                          and isinstance(func.value, ast.Name) and func.value.id in ("self", "detector", "resume"))
 
 
 def unprotected_writes() -> list[str]:
@@ -111,7 +113,7 @@ def test_a_failed_rename_leaves_neither_the_output_nor_a_temporary_file(results,
     config = fresh_config()
     with pytest.raises(OSError, match="injected"):
         stages.run_score(config, "d", "ae", data_path=results / "data.h5", split_path=results / "split.json",
-                         model_path=results / "ae.pt", scores_path=tmp_path / "ae.parquet",
+                         model_path=results / "ae.npz", scores_path=tmp_path / "ae.parquet",
                          examples_path=tmp_path / "ae.examples.npz")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".ae.parquet.xxh128"] or list(tmp_path.iterdir()) == [], \
         "no output and no temporary file (a checksum without its file is refused as a mismatch only if the file appears)"
@@ -129,7 +131,7 @@ def test_temporary_files_of_a_killed_writer_are_removed_by_the_next_write(tmp_pa
 
 # --- damaged results are refused ---------------------------------------------------------------
 
-READERS = {"ae.pt": load_checkpoint, "ae.parquet": read_scores, "data.h5": read_canonical}
+READERS = {"ae.npz": load_detector, "ae.parquet": read_scores, "data.h5": read_canonical}
 DAMAGES = [("truncate", f) for f in (0.0, 0.02, 0.5, 0.98)] + [("flip", f) for f in (0.05, 0.3, 0.6, 0.95)]
 
 
@@ -207,7 +209,7 @@ def test_training_on_cuda_without_a_gpu_stops_before_writing_anything(results, t
     config = fresh_config(training={"epochs": 3, "device": "cuda"})
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         stages.run_train(config, "d", "ae", data_path=results / "data.h5", split_path=results / "split.json",
-                         normalization_path=results / "norm.json", model_path=tmp_path / "m" / "ae.pt",
+                         normalization_path=results / "norm.json", model_path=tmp_path / "m" / "ae.npz",
                          history_path=tmp_path / "m" / "ae.history.csv", summary_path=tmp_path / "m" / "ae.summary.json")
     assert not (tmp_path / "m").exists() or list((tmp_path / "m").iterdir()) == []
 

@@ -25,7 +25,7 @@ from spectral_anomaly.store.canonical import read_canonical
 from spectral_anomaly.exceptions import InputFileError
 from spectral_anomaly.store.integrity import verify_checksum
 from spectral_anomaly.score import read_scores
-from spectral_anomaly.train import load_checkpoint
+from spectral_anomaly.models import load_detector
 
 pytestmark = pytest.mark.workflow
 
@@ -84,8 +84,8 @@ def assert_every_file_is_whole(version: Path) -> None:
         verify_checksum(path)
         if path.suffix == ".parquet":
             read_scores(path)
-        elif path.suffix == ".pt":
-            load_checkpoint(path)
+        elif path.suffix == ".npz" and path.parent.parent.name == "models":
+            load_detector(path)
         elif path.suffix == ".h5" and path.parent.name == "data":
             read_canonical(path, load_X=True)
         elif path.suffix == ".json":
@@ -108,7 +108,7 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_results_of_an_uninterrup
         run = start_snakemake(tmp_path, FAULT_CONFIG, "--rerun-incomplete", name=f"attempt{attempt}")
         time.sleep(delay)
         kill_group(run)
-        for version in (tmp_path / "results").glob("faults-*"):
+        for version in [*(tmp_path / "results").glob("faults-*"), tmp_path / "results" / ".stages"]:
             assert_every_file_is_whole(version)
         # the documented recovery: a SIGKILL leaves Snakemake's lock behind
         assert snakemake(tmp_path, FAULT_CONFIG, "--unlock").returncode == 0
@@ -118,7 +118,7 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_results_of_an_uninterrup
     assert version.name == reference.name
     assert_same_scores(version, reference)
     assert_every_file_is_whole(version)
-    leftovers = [p for p in version.rglob("*") if p.name.endswith(".tmp") or p.name.endswith(".checkpoint")]
+    leftovers = [p for p in (tmp_path / "results").rglob("*") if p.name.endswith((".tmp", ".checkpoint", ".link"))]
     assert leftovers == [], "temporary files and training checkpoints of killed jobs must be gone"
 
 
@@ -144,7 +144,8 @@ def _checkpoint_epoch(path: Path) -> int:
 
 
 def test_a_training_job_killed_in_a_workflow_run_resumes_from_its_checkpoint(reference, tmp_path):
-    checkpoint = tmp_path / "results" / reference.name / "models" / "demo_hdf5" / "ae.pt.checkpoint"
+    model = (reference / "models" / "demo_hdf5" / "ae.npz").resolve()  # the shared stage output it links
+    checkpoint = tmp_path / "results" / model.relative_to(reference.parent).with_name(f"{model.name}.checkpoint")
     run = start_snakemake(tmp_path, FAULT_CONFIG)
     deadline = time.monotonic() + 120
     while _checkpoint_epoch(checkpoint) < 3:
@@ -154,12 +155,12 @@ def test_a_training_job_killed_in_a_workflow_run_resumes_from_its_checkpoint(ref
     kill_group(run)  # the train job (spectral-anomaly train) dies with snakemake's process group
     killed_at = _checkpoint_epoch(checkpoint)
     assert 3 <= killed_at < FAULT_CONFIG["training"]["epochs"]
-    assert not checkpoint.with_name("ae.pt").exists()
+    assert not checkpoint.with_name(model.name).exists()
 
     assert snakemake(tmp_path, FAULT_CONFIG, "--unlock").returncode == 0
     rerun = snakemake(tmp_path, FAULT_CONFIG, "--rerun-incomplete")
     assert rerun.returncode == 0, rerun.stderr[-4000:]
-    log = (tmp_path / "results" / reference.name / "logs" / "train" / "demo_hdf5" / "ae.log").read_text()
+    (log,) = [p.read_text() for p in (tmp_path / "results" / ".stages" / "logs" / "train" / "demo_hdf5").glob("ae-*.log")]
     assert f"resuming from epoch {killed_at} of" in log
     assert "epoch    1/" not in log, "training started again from scratch"
     assert not checkpoint.exists()

@@ -10,12 +10,12 @@ import torch
 from scipy.special import gammaln, logsumexp
 from torch.distributions import Normal, Poisson
 
-from spectral_anomaly.models import build_model
+from spectral_anomaly.models import build_detector
+from spectral_anomaly.models.base import file_variance_pulls
+from spectral_anomaly.models.deep import build_network
 from spectral_anomaly.models.likelihoods import Likelihood, poisson_log_likelihood
-from spectral_anomaly.models.normalization import NormalizationLayer
 from spectral_anomaly.models.vae import VariationalAutoencoder
 from spectral_anomaly.normalize import SpectrumNormalizer
-from spectral_anomaly.score import file_variance_pulls, score_deep_model
 
 
 def test_poisson_log_likelihood_matches_a_hand_computation_and_torch():
@@ -94,7 +94,7 @@ def test_importance_weighted_bound_matches_a_hand_computation(mc_samples):
 
 def test_importance_weighted_bound_is_tighter_than_the_elbo():
     torch.manual_seed(0)
-    model = build_model({"kind": "vae", "n_bins": 12, "hidden": [8], "latent_dim": 2}).eval()
+    model = build_network({"kind": "vae", "n_bins": 12, "hidden": [8], "latent_dim": 2}).eval()
     x = torch.randn(200, 12)
     with torch.inference_mode():
         scores = model.score_batch(x, mc_samples=64, generator=torch.Generator().manual_seed(0))
@@ -125,20 +125,28 @@ def test_file_variance_pulls():
 
 
 @pytest.mark.parametrize("steps", [["unit_integral", "standardize"], ["log1p", "center_maxabs"], ["unit_integral", "log1p", "standardize"]])
-def test_in_model_normalization_matches_the_numpy_normalizer_and_inverts(steps):
+def test_the_one_normalization_matches_its_definition_in_float64_and_inverts(steps):
+    """Fitting, training and scoring all use SpectrumNormalizer.transform (float32 by default)."""
     X = np.random.default_rng(1).poisson(30.0, size=(50, 20)).astype(np.float64)
     normalizer = SpectrumNormalizer(steps).fit(X[:40])
-    layer = NormalizationLayer(normalizer.to_dict())
-    torch_X = torch.tensor(X[40:], dtype=torch.float32)
-    np.testing.assert_allclose(layer(torch_X).numpy(), normalizer.transform(X[40:]), rtol=1e-4, atol=1e-5)
-    back = layer.inverse(layer(torch_X), torch_X.sum(-1))
-    np.testing.assert_allclose(back.numpy(), X[40:], rtol=1e-4, atol=1e-3)
+    expected = X[40:].copy()
+    for step, params in zip(normalizer.steps, normalizer.params_):
+        if step == "unit_integral":
+            expected = expected / expected.sum(axis=1, keepdims=True)
+        elif step == "log1p":
+            expected = np.log1p(expected)
+        else:
+            expected = (expected - np.array(params["mean"])) / np.array(params["std"] if step == "standardize" else params["scale"])
+    np.testing.assert_allclose(normalizer.transform(X[40:]), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(normalizer.transform(X[40:], dtype=np.float64), expected, rtol=1e-12, atol=1e-12)
+    back = normalizer.inverse_transform(normalizer.transform(X[40:], dtype=np.float64), totals=X[40:].sum(axis=1))
+    np.testing.assert_allclose(back, X[40:], rtol=1e-10)
 
 
 @pytest.mark.parametrize("n_bins", [64, 100, 37])
 @pytest.mark.parametrize("kind", ["autoencoder", "vae"])
 def test_convolutional_models_reconstruct_every_bin(kind, n_bins):
-    model = build_model({"kind": kind, "n_bins": n_bins, "architecture": "conv", "conv_channels": [4, 8],
+    model = build_network({"kind": kind, "n_bins": n_bins, "architecture": "conv", "conv_channels": [4, 8],
                          "kernel_size": 5, "latent_dim": 3, "likelihood": "gaussian_learned"})
     x = torch.rand(6, n_bins) * 10
     with torch.inference_mode():
@@ -150,21 +158,19 @@ def test_convolutional_models_reconstruct_every_bin(kind, n_bins):
 
 
 def test_poisson_vae_trains_on_counts_and_scores_a_distorted_spectrum_higher():
-    from spectral_anomaly.train import train_model
-
     rng = np.random.default_rng(0)
     shape = np.exp(-np.linspace(0, 3, 32)) + 0.3 * np.exp(-0.5 * ((np.arange(32) - 12) / 1.5) ** 2)
     shape /= shape.sum()
     X = rng.poisson(shape * rng.uniform(2000, 4000, size=(600, 1))).astype(np.float32)
     normalizer = SpectrumNormalizer(["unit_integral", "standardize"]).fit(X[:400])
-    hyper = {"kind": "vae", "n_bins": 32, "hidden": [16], "latent_dim": 2, "likelihood": "poisson",
-             "normalization": normalizer.to_dict()}
-    result = train_model(hyper, X[:400], X[400:500], epochs=30, batch_size=64, learning_rate=3e-3,
-                         patience=30, seed=0, device="cpu")
+    detector = build_detector({"kind": "vae", "hidden": [16], "latent_dim": 2, "likelihood": "poisson"},
+                              normalization=normalizer, seed=0, scoring={"mc_samples": 4, "seed": 0},
+                              training={"epochs": 30, "batch_size": 64, "learning_rate": 3e-3, "patience": 30,
+                                        "device": "cpu"}).fit(X[:400], X[400:500])
     odd = X[500:].copy()
     odd[:, 20] += 300  # a hot bin
-    normal = score_deep_model(result.model, X[500:], mc_samples=4, seed=0, device="cpu")
-    anomalous = score_deep_model(result.model, odd, mc_samples=4, seed=0, device="cpu")
+    normal, anomalous = detector.score(X[500:]), detector.score(odd)
+    assert detector.primary_score == "elbo_deviance"
     assert np.median(anomalous["negative_elbo"]) > np.median(normal["negative_elbo"]) + 100
     assert np.all(anomalous["max_abs_pull"] > 5)
     assert np.median(normal["chi2"]) < 3 * 32  # a trained Poisson model fits normal spectra to about one count-sigma per bin
@@ -173,10 +179,10 @@ def test_poisson_vae_trains_on_counts_and_scores_a_distorted_spectrum_higher():
 def test_poisson_vae_primary_score_is_the_elbo_above_a_perfect_fit():
     from scipy.special import gammaln
 
-    from spectral_anomaly.score import primary_score
+    from spectral_anomaly.models.vae import VAEDetector
 
     torch.manual_seed(0)
-    model = build_model({"kind": "vae", "n_bins": 6, "hidden": [4], "latent_dim": 2, "likelihood": "poisson"}).eval()
+    model = build_network({"kind": "vae", "n_bins": 6, "hidden": [4], "latent_dim": 2, "likelihood": "poisson"}).eval()
     counts = torch.tensor([[5.0, 0.0, 3.0, 9.0, 1.0, 2.0], [50.0, 0.0, 30.0, 90.0, 10.0, 20.0]])
     with torch.inference_mode():
         scores = model.score_batch(counts, mc_samples=4, generator=torch.Generator().manual_seed(1))
@@ -184,5 +190,6 @@ def test_poisson_vae_primary_score_is_the_elbo_above_a_perfect_fit():
     saturated = (np.where(c > 0, c * np.log(np.where(c > 0, c, 1.0)), 0.0) - c - gammaln(c + 1)).sum(axis=1)
     np.testing.assert_allclose(scores["elbo_deviance"].numpy(), scores["negative_elbo"].numpy() + saturated, rtol=1e-5)
     assert (scores["elbo_deviance"] > 0).all()  # no fit beats the perfect one, and the KL is positive
-    assert primary_score("vae", scores) == "elbo_deviance"
-    assert primary_score("vae", {"negative_elbo": 0}) == "negative_elbo"
+    detector = VAEDetector(normalization=SpectrumNormalizer(["standardize"]), likelihood="poisson")
+    assert detector.primary_score == "elbo_deviance"
+    assert VAEDetector(normalization=detector.normalization, likelihood="gaussian").primary_score == "negative_elbo"

@@ -12,7 +12,7 @@ from torch.distributions import Normal, kl_divergence
 from spectral_anomaly.exceptions import FormatVersionError, TrainingError
 from spectral_anomaly.store.formats import FORMAT_VERSIONS
 from spectral_anomaly.store.integrity import checksum_path
-from spectral_anomaly.models import build_model
+from spectral_anomaly.models import build_detector, load_detector
 from spectral_anomaly.models.autoencoder import Autoencoder
 from spectral_anomaly.models.pca import PCABaseline
 from spectral_anomaly.models.vae import (
@@ -21,8 +21,6 @@ from spectral_anomaly.models.vae import (
     kl_to_standard_normal,
 )
 from spectral_anomaly.normalize import SpectrumNormalizer
-from spectral_anomaly.score import score_deep_model
-from spectral_anomaly.train import load_model, save_checkpoint, train_model
 
 # --------------------------------------------------------------------------------------------
 # KL divergence and Gaussian likelihood
@@ -242,136 +240,129 @@ def test_pca_with_fewer_spectra_than_bins_matches_sklearn():
     np.testing.assert_allclose(ours.score_samples(X), reference.score_samples(X), rtol=1e-8)
 
 
-def test_pca_fit_returns_self_and_save_load_roundtrip(correlated_data, tmp_path):
+def test_pca_detector_fit_returns_self_and_save_load_roundtrip(correlated_data, tmp_path):
     X, X2 = correlated_data
-    model = PCABaseline(n_components=3)
-    assert model.fit(X) is model
+    detector = build_detector({"kind": "pca", "n_components": 3}, normalization=SpectrumNormalizer(["standardize"]).fit(X))
+    assert detector.fit(X, None) is detector
     path = tmp_path / "pca.npz"
-    model.save(path)
-    loaded = PCABaseline.load(path)
-    assert loaded.n_components == 3
-    np.testing.assert_array_equal(loaded.score_samples(X2), model.score_samples(X2))
-    np.testing.assert_array_equal(loaded.reconstruction_error(X2), model.reconstruction_error(X2))
+    detector.save(path)
+    loaded = load_detector(path)
+    assert loaded.latent_dim == 3
+    before, after = detector.score(X2), loaded.score(X2)
+    for name in before:
+        np.testing.assert_array_equal(before[name], after[name], err_msg=name)
 
 
 # --------------------------------------------------------------------------------------------
-# Training, scoring and checkpoints
+# Training, scoring and model files (through the detector contract)
 # --------------------------------------------------------------------------------------------
 
-AE_HYPER = {"kind": "autoencoder", "n_bins": 8, "hidden": [16], "latent_dim": 2, "activation": "tanh"}
-VAE_HYPER = {"kind": "vae", "n_bins": 8, "hidden": [16], "latent_dim": 2, "activation": "tanh", "sigma_x": 0.3}
+AE_SPEC = {"kind": "autoencoder", "hidden": [16], "latent_dim": 2, "activation": "tanh"}
+VAE_SPEC = {"kind": "vae", "hidden": [16], "latent_dim": 2, "activation": "tanh", "sigma_x": 0.3}
 
 
-def _train(hyperparameters, X, *, seed=0, epochs=15, learning_rate=1e-2, patience=100, **kwargs):
-    return train_model(
-        hyperparameters, X[:160], X[160:], epochs=epochs, batch_size=32, learning_rate=learning_rate,
-        patience=patience, seed=seed, device="cpu", **kwargs,
-    )
+def _fit(spec, X, *, seed=0, epochs=15, learning_rate=1e-2, patience=100, normalizer=None):
+    normalizer = normalizer or SpectrumNormalizer(["standardize"]).fit(X[:160])
+    detector = build_detector(spec, normalization=normalizer, seed=seed, scoring={"mc_samples": 4, "seed": 9},
+                              training={"epochs": epochs, "batch_size": 32, "learning_rate": learning_rate,
+                                        "patience": patience, "device": "cpu"})
+    return detector.fit(X[:160], X[160:])
 
 
-@pytest.mark.parametrize("hyperparameters", [AE_HYPER, VAE_HYPER], ids=["autoencoder", "vae"])
-def test_training_reduces_validation_loss(latent_spectra, hyperparameters):
-    result = _train(hyperparameters, latent_spectra)
-    history = result.history
+@pytest.mark.parametrize("spec", [AE_SPEC, VAE_SPEC], ids=["autoencoder", "vae"])
+def test_training_reduces_validation_loss(latent_spectra, spec):
+    detector = _fit(spec, latent_spectra)
+    history = detector.history()
     assert list(history.columns) == ["epoch", "train_loss", "validation_loss", "kl_weight", "seconds", "best"]
     assert history["epoch"].tolist() == list(range(1, 16))
-    assert result.best_validation_loss < 0.7 * history["validation_loss"].iloc[0]
-    assert result.best_validation_loss == pytest.approx(history["validation_loss"].min())
-    assert result.best_epoch == int(history.loc[history["validation_loss"].idxmin(), "epoch"])
+    assert detector.best_validation_loss_ < 0.7 * history["validation_loss"].iloc[0]
+    assert detector.best_validation_loss_ == pytest.approx(history["validation_loss"].min())
+    assert detector.best_epoch_ == int(history.loc[history["validation_loss"].idxmin(), "epoch"])
     assert np.isfinite(history["train_loss"]).all()
 
 
 def test_early_stopping_on_a_plateau(latent_spectra):
     # learning rate 0: the weights never change, so the validation loss is flat after epoch 1
-    result = _train(AE_HYPER, latent_spectra, epochs=50, learning_rate=0.0, patience=2)
-    assert len(result.history) == 3, "patience 2 must stop two epochs after the last improvement"
-    assert result.best_epoch == 1
-    assert result.history["best"].tolist() == [True, False, False]
+    history = _fit(AE_SPEC, latent_spectra, epochs=50, learning_rate=0.0, patience=2).history()
+    assert len(history) == 3, "patience 2 must stop two epochs after the last improvement"
+    assert history["best"].tolist() == [True, False, False]
 
 
-def test_returned_model_holds_best_epoch_weights(latent_spectra):
-    result = _train(AE_HYPER, latent_spectra, epochs=8)
-    X_val = torch.tensor(latent_spectra[160:])
+def test_returned_network_holds_best_epoch_weights(latent_spectra):
+    detector = _fit(AE_SPEC, latent_spectra, epochs=8)
+    normalized = torch.tensor(detector.normalization.transform(latent_spectra[160:]))
     with torch.inference_mode():
-        loss = result.model.training_loss(X_val).item()
-    assert loss == pytest.approx(result.best_validation_loss, rel=1e-5)
+        loss = detector.network_.training_loss(normalized).item()
+    assert loss == pytest.approx(detector.best_validation_loss_, rel=1e-5)
 
 
 def test_training_is_reproducible_for_a_seed(latent_spectra):
-    torch.manual_seed(1)  # a different global state before each run: train_model must seed everything itself
-    first = _train(VAE_HYPER, latent_spectra, epochs=5, seed=3)
+    torch.manual_seed(1)  # a different global state before each run: fitting must seed everything itself
+    first = _fit(VAE_SPEC, latent_spectra, epochs=5, seed=3)
     torch.manual_seed(2)
-    second = _train(VAE_HYPER, latent_spectra, epochs=5, seed=3)
-    state1, state2 = first.model.state_dict(), second.model.state_dict()
+    second = _fit(VAE_SPEC, latent_spectra, epochs=5, seed=3)
+    state1, state2 = first.network_.state_dict(), second.network_.state_dict()
     assert state1.keys() == state2.keys()
     for name in state1:
         assert torch.equal(state1[name], state2[name]), name
-    scores1 = score_deep_model(first.model, latent_spectra, mc_samples=4, seed=9, device="cpu")
-    scores2 = score_deep_model(second.model, latent_spectra, mc_samples=4, seed=9, device="cpu")
+    scores1, scores2 = first.score(latent_spectra), second.score(latent_spectra)
     assert scores1.keys() == scores2.keys()
     for name in scores1:
         np.testing.assert_array_equal(scores1[name], scores2[name], err_msg=name)
-    assert {"negative_elbo", "elbo", "reconstruction_nll", "kl", "latent_radius", "latent_0", "latent_1"} <= set(scores1)
+    assert set(first.score_columns) | {"latent_0", "latent_1"} == set(scores1)
     assert scores1["negative_elbo"].shape == (200,)
     assert np.all(scores1["kl"] > 0), "a trained VAE's posterior is not the prior; its KL must be non-zero"
 
 
-def test_score_deep_model_is_deterministic_and_batch_consistent(latent_spectra):
-    torch.manual_seed(1)
-    model = build_model(AE_HYPER)
-    a = score_deep_model(model, latent_spectra, mc_samples=1, seed=0, device="cpu", batch_size=64)
-    b = score_deep_model(model, latent_spectra, mc_samples=1, seed=0, device="cpu", batch_size=37)
+def test_autoencoder_scores_are_batch_consistent_and_match_the_network(latent_spectra):
+    detector = _fit(AE_SPEC, latent_spectra, epochs=2)
+    a = detector.score(latent_spectra)
+    detector.scoring["batch_size"] = 37
+    b = detector.score(latent_spectra)
     for name in a:  # the autoencoder draws nothing: another batch size changes at most rounding
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6)
     with torch.inference_mode():
-        x = torch.tensor(latent_spectra)
-        direct = ((model(x) - x) ** 2).sum(1).double().numpy()
+        z = torch.tensor(detector.normalization.transform(latent_spectra))
+        direct = ((detector.network_(z) - z) ** 2).sum(1).double().numpy()
     np.testing.assert_allclose(a["reconstruction_error"], direct, rtol=1e-5)
 
 
-def _save(path, result, hyperparameters, X):
-    normalizer = SpectrumNormalizer(["standardize"]).fit(X)
-    save_checkpoint(
-        path, result=result, hyperparameters=hyperparameters, normalizer=normalizer,
-        training={"epochs": 4, "seed": 0}, dataset="toy", model_name="m", device="cpu", device_name="cpu",
-    )
-    return normalizer
-
-
-@pytest.mark.parametrize("hyperparameters", [AE_HYPER, VAE_HYPER], ids=["autoencoder", "vae"])
-def test_checkpoint_roundtrip_gives_same_scores(latent_spectra, tmp_path, hyperparameters):
-    result = _train(hyperparameters, latent_spectra, epochs=4)
-    path = tmp_path / "models" / "m.pt"
-    normalizer = _save(path, result, hyperparameters, latent_spectra)
-    model, loaded_normalizer, checkpoint = load_model(path)
-    assert checkpoint["hyperparameters"] == hyperparameters
-    assert checkpoint["best_epoch"] == result.best_epoch
-    np.testing.assert_array_equal(loaded_normalizer.transform(latent_spectra), normalizer.transform(latent_spectra))
-    before = score_deep_model(result.model, latent_spectra, mc_samples=3, seed=1, device="cpu")
-    after = score_deep_model(model, latent_spectra, mc_samples=3, seed=1, device="cpu")
+@pytest.mark.parametrize("spec", [AE_SPEC, VAE_SPEC], ids=["autoencoder", "vae"])
+def test_a_saved_detector_loads_with_the_same_scores(latent_spectra, tmp_path, spec):
+    detector = _fit(spec, latent_spectra, epochs=4)
+    path = tmp_path / "models" / "m.npz"
+    detector.save(path)
+    loaded = load_detector(path)
+    assert type(loaded) is type(detector) and loaded.params == detector.params
+    assert loaded.best_epoch_ == detector.best_epoch_
+    np.testing.assert_array_equal(loaded.normalization.transform(latent_spectra),
+                                  detector.normalization.transform(latent_spectra))
+    before, after = detector.score(latent_spectra), loaded.score(latent_spectra)
     for name in before:
         np.testing.assert_array_equal(before[name], after[name], err_msg=name)
 
 
-def test_checkpoint_of_newer_format_is_refused(latent_spectra, tmp_path):
-    result = _train(AE_HYPER, latent_spectra, epochs=2)
-    path = tmp_path / "m.pt"
-    _save(path, result, AE_HYPER, latent_spectra)
-    checkpoint = torch.load(path, weights_only=True)
-    checkpoint["format_version"] = FORMAT_VERSIONS["model"] + 1
-    torch.save(checkpoint, path)
+def test_a_model_file_of_a_newer_format_is_refused(latent_spectra, tmp_path):
+    path = tmp_path / "m.npz"
+    _fit(AE_SPEC, latent_spectra, epochs=2).save(path)
+    with np.load(path) as stored:
+        arrays = dict(stored)
+    arrays["format_version"] = np.array(FORMAT_VERSIONS["model"] + 1)
+    with open(path, "wb") as stream:
+        np.savez(stream, **arrays)
     checksum_path(path).unlink()  # edited in place: the checksum recorded when it was written no longer applies
     with pytest.raises(FormatVersionError, match="newer"):
-        load_model(path)
+        load_detector(path)
 
 
 def test_diverging_training_raises_training_error(latent_spectra):
     with pytest.raises(TrainingError, match=r"epoch \d+"):
-        _train(AE_HYPER, latent_spectra, epochs=5, learning_rate=1e30)
+        _fit(AE_SPEC, latent_spectra, epochs=5, learning_rate=1e30)
 
 
 def test_nan_in_training_data_raises_training_error_at_epoch_1(latent_spectra):
     X = latent_spectra.copy()
     X[3, 2] = np.nan
+    normalizer = SpectrumNormalizer(["standardize"]).fit(latent_spectra[:160])
     with pytest.raises(TrainingError, match=r"epoch 1\b"):
-        _train(AE_HYPER, X, epochs=5)
+        _fit(AE_SPEC, X, epochs=5, normalizer=normalizer)

@@ -15,14 +15,22 @@ import pytest
 import torch
 
 from spectral_anomaly.exceptions import ConfigError, InputFileError
+from spectral_anomaly.models import build_detector
 from spectral_anomaly.models.vae import VariationalAutoencoder
-from spectral_anomaly.train import train_model
+from spectral_anomaly.normalize import SpectrumNormalizer
 
 # A workload of some tens of ms per epoch on two CPU cores, so the child can be killed mid-training.
-KILL_HYPER = {"kind": "vae", "n_bins": 64, "hidden": [64], "latent_dim": 4, "activation": "tanh", "sigma_x": 0.3,
+KILL_HYPER = {"kind": "vae", "hidden": [64], "latent_dim": 4, "activation": "tanh", "sigma_x": 0.3,
               "beta": 0.5, "beta_warmup_epochs": 5}
 KILL_OPTIONS = {"epochs": 30, "batch_size": 32, "learning_rate": 1e-3, "patience": 100, "seed": 4, "device": "cpu"}
-SMALL_VAE = {"kind": "vae", "n_bins": 8, "hidden": [16], "latent_dim": 2, "activation": "tanh", "sigma_x": 0.3}
+SMALL_VAE = {"kind": "vae", "hidden": [16], "latent_dim": 2, "activation": "tanh", "sigma_x": 0.3}
+
+
+def train_model(spec, X_train, X_validation, *, checkpoint_path=None, seed=0, **training):
+    """A VAE detector fitted on spectra taken as they are (a normalization of no steps)."""
+    detector = build_detector(spec, normalization=SpectrumNormalizer([]).fit(X_train), training=training, seed=seed,
+                              checkpoint_path=checkpoint_path)
+    return detector.fit(X_train, X_validation)
 
 
 def kill_test_spectra() -> np.ndarray:
@@ -53,14 +61,14 @@ def _checkpoint_epoch(path: Path) -> int:
 
 def _assert_same_training(result, reference):
     """Same weights, best epoch and history (every column but ``seconds``) as the reference run."""
-    state, expected = result.model.state_dict(), reference.model.state_dict()
+    state, expected = result.network_.state_dict(), reference.network_.state_dict()
     assert state.keys() == expected.keys()
     for name in state:
         assert torch.equal(state[name], expected[name]), name
-    assert (result.best_epoch, result.best_validation_loss) == (reference.best_epoch, reference.best_validation_loss)
-    columns = [c for c in reference.history.columns if c != "seconds"]
-    assert list(result.history.columns) == list(reference.history.columns)
-    assert result.history[columns].to_dict("records") == reference.history[columns].to_dict("records")
+    assert (result.best_epoch_, result.best_validation_loss_) == (reference.best_epoch_, reference.best_validation_loss_)
+    columns = [c for c in reference.history_.columns if c != "seconds"]
+    assert list(result.history_.columns) == list(reference.history_.columns)
+    assert result.history_[columns].to_dict("records") == reference.history_[columns].to_dict("records")
 
 
 @pytest.fixture(autouse=True)
@@ -96,13 +104,13 @@ def test_killed_training_resumes_after_its_last_epoch_and_ends_as_if_never_kille
     with caplog.at_level(logging.INFO, logger="spectral_anomaly.train"):
         resumed = train_kill_test_model(checkpoint)
     assert f"resuming from epoch {killed_at} of {checkpoint}" in caplog.text
-    assert resumed.resumed_from_epoch == killed_at
+    assert resumed.resumed_from_epoch_ == killed_at
     assert not any(f"epoch {e:4d}/" in caplog.text for e in range(1, killed_at + 1)), "finished epochs ran again"
     assert not checkpoint.exists(), "the checkpoint must be deleted when training ends"
 
     reference = train_kill_test_model()
-    assert reference.resumed_from_epoch == 0
-    assert len(reference.history) == KILL_OPTIONS["epochs"]
+    assert reference.resumed_from_epoch_ == 0
+    assert len(reference.history_) == KILL_OPTIONS["epochs"]
     _assert_same_training(resumed, reference)
 
 
@@ -143,7 +151,7 @@ def test_resumed_run_keeps_the_early_stopping_count(latent_spectra, tmp_path):
     assert _checkpoint_epoch(checkpoint) == 5
     resumed = _train_small(latent_spectra, checkpoint, hyperparameters=hyper, **options)
     reference = _train_small(latent_spectra, hyperparameters=hyper, **options)
-    assert resumed.resumed_from_epoch == 5 and len(reference.history) == 7
+    assert resumed.resumed_from_epoch_ == 5 and len(reference.history_) == 7
     _assert_same_training(resumed, reference)
     assert not checkpoint.exists()
 
@@ -193,22 +201,22 @@ def test_kl_weight_warms_up_for_training_batches_and_is_full_for_validation(late
     calls = []
     original = VariationalAutoencoder.training_loss
 
-    def spy(self, x, *, kl_weight=1.0, **options):
+    def spy(self, x, *args, kl_weight=1.0, **options):
         calls.append((self.training, kl_weight))
-        return original(self, x, kl_weight=kl_weight, **options)
+        return original(self, x, *args, kl_weight=kl_weight, **options)
 
     monkeypatch.setattr(VariationalAutoencoder, "training_loss", spy)
     result = _train_small(latent_spectra, hyperparameters={**SMALL_VAE, "beta": 0.5, "beta_warmup_epochs": 4}, epochs=6)
     ramp = [0.125, 0.25, 0.375, 0.5, 0.5, 0.5]
-    assert result.history["kl_weight"].tolist() == ramp
+    assert result.history_["kl_weight"].tolist() == ramp
     assert [w for training, w in calls if training] == [w for w in ramp for _ in range(5)]  # 160 spectra / batch 32
     assert [w for training, w in calls if not training] == [0.5] * 6  # one validation batch per epoch
 
     calls.clear()
     plain = _train_small(latent_spectra, hyperparameters={**SMALL_VAE, "beta": 0.5}, epochs=3)
-    assert plain.history["kl_weight"].tolist() == [0.5] * 3 and {w for _, w in calls} == {0.5}
+    assert plain.history_["kl_weight"].tolist() == [0.5] * 3 and {w for _, w in calls} == {0.5}
     default = _train_small(latent_spectra, epochs=2)
-    assert default.history["kl_weight"].tolist() == [1.0, 1.0], "without beta the KL keeps its full weight"
+    assert default.history_["kl_weight"].tolist() == [1.0, 1.0], "without beta the KL keeps its full weight"
 
 
 @pytest.mark.parametrize(("warmup", "expected_epochs"), [(0, 3), (5, 7)])
@@ -216,6 +224,6 @@ def test_early_stopping_waits_for_the_end_of_the_warmup(latent_spectra, warmup, 
     # learning rate 0: the validation loss (always with the full beta) is flat after epoch 1
     hyper = {**SMALL_VAE, "beta": 1.0, "beta_warmup_epochs": warmup}
     result = _train_small(latent_spectra, hyperparameters=hyper, epochs=50, learning_rate=0.0, patience=2)
-    assert len(result.history) == expected_epochs, "patience 2 counts only epochs after the warm-up"
-    assert result.best_epoch == 1
-    assert result.history["best"].tolist() == [True] + [False] * (expected_epochs - 1)
+    assert len(result.history_) == expected_epochs, "patience 2 counts only epochs after the warm-up"
+    assert result.best_epoch_ == 1
+    assert result.history_["best"].tolist() == [True] + [False] * (expected_epochs - 1)

@@ -7,8 +7,6 @@ import pytest
 
 from spectral_anomaly import stages
 from spectral_anomaly.exceptions import TrainingError
-from spectral_anomaly.models.pca import PCABaseline
-from spectral_anomaly.score import pca_pulls
 
 
 @pytest.fixture()
@@ -28,7 +26,7 @@ def test_a_diverging_training_stops_with_the_epoch_and_writes_no_model(prepared)
     config["training"]["learning_rate"] = 1e30  # beyond what the schema allows: the loss overflows at once
     with pytest.raises(TrainingError, match=r"epoch \d+.*lower learning_rate"):
         stages.run_train(config, "d", "vae", data_path=out / "data.h5", split_path=out / "split.json",
-                         normalization_path=out / "norm.json", model_path=out / "m" / "vae.pt",
+                         normalization_path=out / "norm.json", model_path=out / "m" / "vae.npz",
                          history_path=out / "m" / "vae.history.csv", summary_path=out / "m" / "vae.summary.json")
     assert not (out / "m").exists() or sorted(p.name for p in (out / "m").iterdir()) == []
 
@@ -36,10 +34,10 @@ def test_a_diverging_training_stops_with_the_epoch_and_writes_no_model(prepared)
 def test_training_writes_model_history_and_summary_and_no_checkpoint(prepared):
     config, out = prepared
     stages.run_train(config, "d", "vae", data_path=out / "data.h5", split_path=out / "split.json",
-                     normalization_path=out / "norm.json", model_path=out / "m" / "vae.pt",
+                     normalization_path=out / "norm.json", model_path=out / "m" / "vae.npz",
                      history_path=out / "m" / "vae.history.csv", summary_path=out / "m" / "vae.summary.json")
     assert sorted(p.name for p in (out / "m").iterdir()) == [
-        ".vae.history.csv.xxh128", ".vae.pt.xxh128", ".vae.summary.json.xxh128", "vae.history.csv", "vae.pt",
+        ".vae.history.csv.xxh128", ".vae.npz.xxh128", ".vae.summary.json.xxh128", "vae.history.csv", "vae.npz",
         "vae.summary.json"]
 
 
@@ -49,10 +47,10 @@ def test_training_with_scores_writes_what_scoring_the_model_file_writes(prepared
 
     config, out = prepared
     paths = dict(data_path=out / "data.h5", split_path=out / "split.json")
-    stages.run_train(config, "d", "vae", **paths, normalization_path=out / "norm.json", model_path=out / "m" / "vae.pt",
+    stages.run_train(config, "d", "vae", **paths, normalization_path=out / "norm.json", model_path=out / "m" / "vae.npz",
                      history_path=out / "m" / "vae.history.csv", summary_path=out / "m" / "vae.summary.json",
                      scores_path=out / "s" / "vae.parquet", examples_path=out / "s" / "vae.examples.npz")
-    stages.run_score(config, "d", "vae", **paths, model_path=out / "m" / "vae.pt",
+    stages.run_score(config, "d", "vae", **paths, model_path=out / "m" / "vae.npz",
                      scores_path=out / "alone" / "vae.parquet", examples_path=out / "alone" / "vae.examples.npz")
     together, alone = read_scores(out / "s" / "vae.parquet"), read_scores(out / "alone" / "vae.parquet")
     assert len(together) == 300 and {"negative_elbo", "anomaly_score", "flag_fpr_1pct"} <= set(together.columns)
@@ -62,9 +60,37 @@ def test_training_with_scores_writes_what_scoring_the_model_file_writes(prepared
                                read_examples(out / "alone" / "vae.examples.npz")["reconstruction"], rtol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["pca", "autoencoder"])
+def test_one_train_stage_fits_any_kind_and_its_model_file_scores_alone(prepared, kind):
+    """PCA is a detector like the others: the same stage fits it, writes its file, history and summary."""
+    import json
+
+    from spectral_anomaly.score import read_scores
+
+    config, out = prepared
+    spec = {"kind": "pca", "n_components": 2} if kind == "pca" else {"kind": "autoencoder", "hidden": [8], "latent_dim": 2}
+    config = {**config, "models": {"m": spec}}
+    paths = dict(data_path=out / "data.h5", split_path=out / "split.json")
+    stages.run_train(config, "d", "m", **paths, normalization_path=out / "norm.json", model_path=out / "m.npz",
+                     history_path=out / "m.history.csv", summary_path=out / "m.summary.json",
+                     scores_path=out / "m.parquet", examples_path=out / "m.examples.npz")
+    summary = json.loads((out / "m.summary.json").read_text())
+    assert summary["kind"] == kind and summary["device"].startswith("cpu")
+    stages.run_score(config, "d", "m", **paths, model_path=out / "m.npz", scores_path=out / "again.parquet",
+                     examples_path=out / "again.examples.npz")
+    table, again = read_scores(out / "m.parquet"), read_scores(out / "again.parquet")
+    np.testing.assert_array_equal(table["anomaly_score"], again["anomaly_score"])
+    assert table.attrs["primary_score"] == ("pca_nll" if kind == "pca" else "reconstruction_error")
+
+
 def test_pca_pulls_are_residuals_in_units_of_the_noise_width():
+    from spectral_anomaly.models import build_detector
+    from spectral_anomaly.normalize import SpectrumNormalizer
+
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 3)) @ rng.normal(size=(3, 8)) + 0.1 * rng.normal(size=(200, 8))
-    pca = PCABaseline(n_components=3).fit(X)
-    residual = X[:5] - pca.inverse_transform(pca.transform(X[:5]))
-    np.testing.assert_allclose(pca_pulls(pca, X[:5]), residual / np.sqrt(pca.noise_variance_))
+    detector = build_detector({"kind": "pca", "n_components": 3}, normalization=SpectrumNormalizer([]).fit(X)).fit(X, None)
+    pca = detector.pca_
+    residual = X[:5] - pca.inverse_transform(pca.transform(X[:5].astype(np.float32)))
+    pulls = detector.reconstruct(X[:5])["pulls"]
+    np.testing.assert_allclose(pulls, residual / np.sqrt(pca.noise_variance_), rtol=1e-5, atol=1e-5)

@@ -91,49 +91,52 @@ def _read_normalization(path: Path) -> None:
     read_normalizer(path)
 
 
-def _write_checkpoint(path: Path) -> None:
-    from spectral_anomaly.models import build_model
+def _write_ae_model(path: Path) -> None:
+    from spectral_anomaly.models import build_detector
     from spectral_anomaly.normalize import SpectrumNormalizer
-    from spectral_anomaly.train import TrainingResult, save_checkpoint
 
-    normalizer = SpectrumNormalizer(steps=["unit_integral", "standardize"]).fit(_spectra().X)
-    hyperparameters = {"kind": "autoencoder", "architecture": "mlp", "hidden": [4], "conv_channels": [4],
-                       "kernel_size": 3, "latent_dim": 2, "activation": "relu", "n_bins": 8,
-                       "normalization": normalizer.to_dict()}
-    result = TrainingResult(model=build_model(hyperparameters), history=pd.DataFrame({"epoch": [1]}), best_epoch=1,
-                            best_validation_loss=1.0, optimizer_state={})
-    save_checkpoint(path, result=result, hyperparameters=hyperparameters, normalizer=normalizer, training={},
-                    dataset="d", model_name="ae", device="cpu", device_name="cpu")
+    X = _spectra().X
+    detector = build_detector({"kind": "autoencoder", "hidden": [4], "latent_dim": 2},
+                              normalization=SpectrumNormalizer(steps=["unit_integral", "standardize"]).fit(X),
+                              training={"epochs": 1, "device": "cpu"})
+    detector.fit(X[:30], X[30:]).save(path)
 
 
-def _load_checkpoint(path: Path) -> None:
-    from spectral_anomaly.train import load_checkpoint
+def _write_report_build(path: Path) -> None:
+    from spectral_anomaly.store.manifest import report_build_record
 
-    load_checkpoint(path)
+    write_json(path, report_build_record({"report": {"top_spectra": 3}}, dataset="d", files=[], result_dir=path.parent))
+
+
+def _read_report_build(path: Path) -> None:
+    from spectral_anomaly.store.manifest import read_report_build
+
+    read_report_build(path)
 
 
 def _load_model(path: Path) -> None:
-    from spectral_anomaly.train import load_model
+    from spectral_anomaly.models import load_detector
 
-    load_model(path)
+    load_detector(path)
 
 
 def _write_pca(path: Path) -> None:
-    from spectral_anomaly.models.pca import PCABaseline
+    from spectral_anomaly.models import build_detector
+    from spectral_anomaly.normalize import SpectrumNormalizer
 
-    PCABaseline(n_components=2).fit(_spectra().X.astype(np.float64)).save(path)
+    X = _spectra().X
+    build_detector({"kind": "pca", "n_components": 2}, normalization=SpectrumNormalizer(["standardize"]).fit(X)).fit(
+        X, None).save(path)
 
 
 def _read_pca(path: Path) -> None:
-    from spectral_anomaly.models.pca import PCABaseline
-
-    PCABaseline.load(path)
+    _load_model(path)
 
 
 def _write_scores(path: Path) -> None:
     from spectral_anomaly.score import write_scores
 
-    write_scores(_score_table(), path, kind="pca")
+    write_scores(_score_table(), path, kind="pca", primary="pca_nll")
 
 
 def _read_scores(path: Path) -> None:
@@ -198,7 +201,7 @@ READERS = {
     "canonical_store": ("d.h5", _write_canonical, [_read_canonical]),
     "split": ("d.json", _write_split, [_read_split]),
     "normalization": ("d.json", _write_normalization, [_read_normalization]),
-    "model": ("ae.pt", _write_checkpoint, [_load_checkpoint, _load_model]),
+    "model": ("ae.npz", _write_ae_model, [_load_model]),
     "model (PCA)": ("pca.npz", _write_pca, [_read_pca]),
     "scores": ("ae.parquet", _write_scores, [_read_scores, read_flag_table]),
     "examples": ("ae.examples.npz", _write_examples, [_read_examples]),
@@ -206,6 +209,7 @@ READERS = {
     "manifest": ("manifest.json", _write_manifest, [read_manifest]),
     "history": ("ae.history.csv", _write_history, [_read_history]),
     "training_summary": ("ae.summary.json", _write_training_summary, [_read_training_summary]),
+    "report_build": ("d.build.json", _write_report_build, [_read_report_build]),
 }
 CASES = [pytest.param(kind, reader, id=f"{kind}-{reader.__name__.lstrip('_')}")
          for kind, (_, _, readers) in READERS.items() for reader in readers]
@@ -264,7 +268,8 @@ def test_top_spectra_above_the_stored_examples_is_refused_with_the_valid_range()
 
 def _config(**changes) -> dict:
     config = {"run_name": "demo", "datasets": {"d": {"format": "csv", "path": "d.csv"}},
-              "models": {"ae": {"kind": "autoencoder", "hidden": [8]}}, "training": {"seeds": [0], "device": "cpu"},
+              "models": {"ae": {"kind": "autoencoder", "hidden": [8]}, "pca": {"kind": "pca"}},
+              "training": {"seeds": [0], "device": "cpu"},
               "scoring": {"false_positive_rates": [0.01]}, "report": {"top_spectra": 10}}
     for key, value in changes.items():
         section, name = key.split("__")
@@ -297,7 +302,7 @@ def _fake_version(results: Path, name: str, *, started: str, config: dict, roc: 
             "anomaly_score": np.arange(n, dtype=float), "pca_nll": np.arange(n, dtype=float),
             "flag_fpr_1pct": np.isin(np.arange(n), flagged)})
         (folder / "scores" / "d").mkdir(parents=True, exist_ok=True)
-        write_scores(table, folder / "scores" / "d" / f"{model}.parquet", kind="pca")
+        write_scores(table, folder / "scores" / "d" / f"{model}.parquet", kind="pca", primary="pca_nll")
     return folder
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from spectral_anomaly.formats import FORMAT_VERSIONS
+from spectral_anomaly.store.formats import FORMAT_VERSIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.workflow

@@ -163,8 +163,13 @@ def _plain(value: Any) -> Any:
 
 def read_detector_file(path: PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The JSON part and the arrays of a detector file, refusing a missing, damaged or newer one."""
+    import zipfile
+
+    from ..store.integrity import verify_checksum
+
     if not os.path.exists(path):
         raise InputFileError(f"{path}: model file not found; run the workflow's train step")
+    verify_checksum(path)  # before parsing: a damaged file is named as such, not as an unreadable zip
     try:
         with np.load(path, allow_pickle=False) as stored:
             check_format_version(stored["format_version"], kind="model", path=path)
@@ -172,7 +177,7 @@ def read_detector_file(path: PathLike) -> tuple[dict[str, Any], dict[str, np.nda
             arrays = {key.removeprefix("state."): stored[key] for key in stored.files if key.startswith("state.")}
     except SpectralAnomalyError:
         raise
-    except (OSError, KeyError, ValueError, TypeError) as error:
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as error:
         raise InputFileError(f"{path}: not a readable model file ({error}); delete it and rerun training") from None
     if not isinstance(meta, dict) or "kind" not in meta:
         raise InputFileError(f"{path}: not a spectral_anomaly model file (no detector kind); delete it and rerun training")

@@ -38,6 +38,15 @@ def scoring_batch_size(batch_size: int, *, mc_samples: int, n_bins: int) -> int:
     return max(1, min(batch_size, MAX_BATCH_ELEMENTS // max(1, mc_samples * n_bins)))
 
 
+def build_network(hyperparameters: dict[str, Any]) -> torch.nn.Module:
+    """An untrained network from its hyperparameters (``kind``, ``n_bins``, ``latent_dim``, ...); keys the
+    network does not take (training options such as ``beta``) are ignored."""
+    from . import detector_class
+
+    cls = detector_class(hyperparameters["kind"])
+    return cls.network_class(**{key: hyperparameters[key] for key in (*cls.network_keys, "n_bins") if key in hyperparameters})
+
+
 class DeepDetector(Detector):
     """A PyTorch network behind the detector contract; subclasses name the network and its config keys."""
 
@@ -89,10 +98,12 @@ class DeepDetector(Detector):
             network, TrainingData.of(self.normalization, train, counts=counts),
             TrainingData.of(self.normalization, validation, counts=counts),
             options=self.training, kl_weights=self.kl_weights, seed=self.seed, device=self.device,
-            checkpoint_path=self.checkpoint_path, settings={"hyperparameters": self.hyperparameters(train.shape[1]),
-                                                            "normalization": self.normalization.to_dict()},
+            checkpoint_path=self.checkpoint_path,
+            settings={"hyperparameters": {**self.params, "n_bins": int(train.shape[1])},
+                      "normalization": self.normalization.to_dict()},
         )
         self.network_, self.history_ = result.model, result.history
+        self.resumed_from_epoch_ = result.resumed_from_epoch
         self.best_epoch_, self.best_validation_loss_ = result.best_epoch, result.best_validation_loss
         self.training_seconds_ = time.perf_counter() - started
         return self

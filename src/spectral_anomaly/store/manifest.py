@@ -91,6 +91,13 @@ def report_build_record(config: dict[str, Any], *, dataset: str, files: list[Pat
     }
 
 
+def read_report_build(path: Path | str) -> dict[str, Any]:
+    """Read a report's build record, refusing a missing, corrupt or newer one."""
+    from .formats import read_versioned_json
+
+    return read_versioned_json(path, kind="report_build", step="report")
+
+
 def build_manifest(config: dict[str, Any], *, result_dir: Path, input_checksums: dict[str, str]) -> dict[str, Any]:
     """Collect the manifest of ``result_dir`` (the manifest file itself is not listed)."""
     files = []
