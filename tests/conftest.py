@@ -80,21 +80,24 @@ def tiny_demo_config():
 
 
 def run_stages_to_scores(config: dict, raw, out, *, train: list[str] | None = None) -> dict:
-    """Ingest ``raw`` as dataset ``d`` of ``config``, then split, normalize, fit the PCA baseline and
-    train and score every model (or those named in ``train``), each stage as the workflow runs it;
-    the score tables by model."""
+    """Ingest ``raw`` as dataset ``d`` of ``config``, then split, normalize, and train and score a PCA
+    model ``pca`` (added when the config has none) and every other model (or those named in
+    ``train``), each stage as the workflow runs it; the score tables by model."""
     from spectral_anomaly import stages
+    from spectral_anomaly.config import validate_config
     from spectral_anomaly.score import read_scores
 
+    if "pca" not in config["models"]:
+        config = validate_config({**copy.deepcopy(config), "models": {
+            **config["models"], "pca": {"kind": "pca", "n_components": 2}}})
     paths = {"data_path": out / "d.h5", "split_path": out / "split.json"}
     stages.run_ingest(config, "d", input_paths=[raw], output=paths["data_path"])
     stages.run_split(config, "d", data_path=paths["data_path"], output=paths["split_path"])
     stages.run_normalize(config, "d", **paths, output=out / "norm.json")
-    stages.run_baseline(config, "d", **paths, normalization_path=out / "norm.json", model_path=out / "pca.npz",
-                        scores_path=out / "pca.parquet", examples_path=out / "pca.examples.npz")
-    trained = list(config["models"]) if train is None else train
+    trained = ["pca", *(model for model in (config["models"] if train is None else train) if model != "pca")]
     for model in trained:
-        stages.run_train(config, "d", model, **paths, normalization_path=out / "norm.json", model_path=out / f"{model}.pt",
-                         history_path=out / f"{model}.csv", summary_path=out / f"{model}.json",
-                         scores_path=out / f"{model}.parquet", examples_path=out / f"{model}.examples.npz")
-    return {model: read_scores(out / f"{model}.parquet") for model in ["pca", *trained]}
+        stages.run_train(config, "d", model, **paths, normalization_path=out / "norm.json",
+                         model_path=out / f"{model}.npz", history_path=out / f"{model}.csv",
+                         summary_path=out / f"{model}.json", scores_path=out / f"{model}.parquet",
+                         examples_path=out / f"{model}.examples.npz")
+    return {model: read_scores(out / f"{model}.parquet") for model in trained}

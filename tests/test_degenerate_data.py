@@ -91,7 +91,7 @@ def test_a_score_table_with_a_non_finite_score_is_refused():
                                metadata=pd.DataFrame({"spectrum_id": [0, 1, 2]}))
     split = {"train": np.array([0]), "validation": np.array([1]), "test": np.array([2])}
     with pytest.raises(InvalidSpectraError, match="1 of 3 spectra got a non-finite pca_nll \\(first: spectrum_id 1\\)"):
-        build_score_table(spectra, split, {"pca_nll": np.array([1.0, np.nan, 2.0])}, model="pca", kind="pca")
+        build_score_table(spectra, split, {"pca_nll": np.array([1.0, np.nan, 2.0])}, model="pca", primary="pca_nll")
 
 
 def test_values_too_large_for_float32_sums_are_refused_at_ingestion(base, tmp_path):

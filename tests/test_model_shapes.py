@@ -13,7 +13,7 @@ from spectral_anomaly.io import count_bins, read_raw_spectra
     ({"models": {"ae": {"kind": "autoencoder", "latent_dim": 32}}}, "models.ae.latent_dim", 32),
     ({"models": {"ae": {"kind": "autoencoder", "latent_dim": 2}, "big": {"kind": "vae", "latent_dim": 40}}},
      "models.big.latent_dim", 40),
-    ({"pca": {"n_components": 32}}, "pca.n_components", 32),
+    ({"models": {"base": {"kind": "pca", "n_components": 32}}}, "models.base.n_components", 32),
 ])
 def test_a_latent_size_at_or_above_the_bins_is_refused(sections, key, size, tiny_demo_config):
     config = tiny_demo_config(**sections)
@@ -40,16 +40,17 @@ def test_counting_bins_from_the_structure_agrees_with_reading(relative, dataset,
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize(("models", "pca", "key"), [
-    ({"ae": {"kind": "autoencoder", "latent_dim": 32}}, {}, "models.ae.latent_dim is 32"),
-    ({"ae": {"kind": "autoencoder", "latent_dim": 2}}, {"n_components": 40}, "pca.n_components is 40"),
+@pytest.mark.parametrize(("models", "key"), [
+    ({"ae": {"kind": "autoencoder", "latent_dim": 32}}, "models.ae.latent_dim is 32"),
+    ({"ae": {"kind": "autoencoder", "latent_dim": 2}, "pca": {"kind": "pca", "n_components": 40}},
+     "models.pca.n_components is 40"),
 ])
-def test_the_workflow_refuses_a_latent_size_before_any_job(models, pca, key, tmp_path):
+def test_the_workflow_refuses_a_latent_size_before_any_job(models, key, tmp_path):
     from test_workflow import snakemake
 
     config = {"run_name": "shapes", "demo": {"n_spectra": 200, "n_bins": 32},
               "datasets": {"d": {"format": "hdf5_array", "path": "demo://spectra.h5", "dataset": "spectra"}},
-              "models": models, "pca": pca}
+              "models": models}
     run = snakemake(tmp_path, config, "-n")
     output = run.stdout + run.stderr
     assert run.returncode != 0 and f"{key}, but dataset 'd' has spectra of 32 bins" in output

@@ -66,9 +66,11 @@ def make_table(rng, *, model, kind, n, labels, splits, latent_dim, separation):
         table["reconstruction_error"] = base / 100
     for j in range(latent_dim):
         table[f"latent_{j}"] = rng.normal(0, 1, n) + 2.0 * signal * (j == 0)
-    primary = {"vae": "negative_elbo", "pca": "pca_nll", "autoencoder": "reconstruction_error"}[kind]
-    table["anomaly_score"] = table[primary]
+    table["anomaly_score"] = table[PRIMARY_SCORES[kind]]
     return table
+
+
+PRIMARY_SCORES = {"vae": "negative_elbo", "pca": "pca_nll", "autoencoder": "reconstruction_error"}
 
 
 def make_examples(rng, path, table, *, k=12):
@@ -110,7 +112,7 @@ def make_inputs(root, *, labelled=True, n=400, seed=1, latent_dims=None):
         table = make_table(rng, model=model, kind=kind, n=n, labels=labels, splits=splits,
                            latent_dim=latent_dims[model], separation=separation)
         scores[model] = root / f"{model}.parquet"
-        write_scores(table, scores[model], kind=kind)
+        write_scores(table, scores[model], kind=kind, primary=PRIMARY_SCORES[kind])
         examples[model] = root / f"{model}.examples.npz"
         make_examples(rng, examples[model], table)
         if kind != "pca":
@@ -413,7 +415,7 @@ def test_run_summary_fractions_figure_and_table(tmp_path):
     inputs, _ = make_inputs(tmp_path / "in")
     for path in inputs["scores"].values():
         table, info = add_threshold_flags(read_scores(path), false_positive_rates=[0.1, 0.01])
-        write_scores(table, path, kind=table.attrs["model_kind"], thresholds=info)
+        write_scores(table, path, kind=table.attrs["model_kind"], primary=table.attrs["primary_score"], thresholds=info)
     tables = read_score_tables(inputs["scores"])
     assert group_column(tables) == "run"
     summary = run_summary(tables, column="run")
@@ -459,7 +461,7 @@ def _figure_problems(name, figure):
 
 @pytest.mark.parametrize("labelled", [True, False])
 def test_every_report_figure_is_labelled_and_filled(tmp_path, labelled):
-    from spectral_anomaly.report import report_figures
+    from spectral_anomaly.report.registry import FIGURES, FigureInputs
     from spectral_anomaly.report.comparison import run_summary
     from spectral_anomaly.report.metrics import model_curves
     from spectral_anomaly.score import read_examples, read_scores
@@ -468,17 +470,17 @@ def test_every_report_figure_is_labelled_and_filled(tmp_path, labelled):
     inputs, _ = make_inputs(tmp_path, labelled=labelled)
     for path in inputs["scores"].values():
         table, info = add_threshold_flags(read_scores(path), false_positive_rates=[0.05])
-        write_scores(table, path, kind=table.attrs["model_kind"], thresholds=info)
+        write_scores(table, path, kind=table.attrs["model_kind"], primary=table.attrs["primary_score"], thresholds=info)
     tables = read_score_tables(inputs["scores"])
-    builders = report_figures(
+    inputs = FigureInputs(
         tables, histories=read_histories(inputs["histories"]),
         examples={name: read_examples(path) for name, path in inputs["examples"].items()}, labelled=labelled,
         curves=model_curves(tables, labelled=labelled), runs=run_summary(tables, column="run"), run_column="run",
         n_top=3, bin_unit="keV")
-    assert list(builders) == list(FIGURE_NAMES)
+    assert list(FIGURES) == list(FIGURE_NAMES)
     problems = []
-    for name, build in builders.items():
-        figure = build()
+    for name, entry in FIGURES.items():
+        figure = entry.build(inputs)
         figure.canvas.draw()  # lays the figure out, as saving does
         if not labelled and name in ("roc", "precision_recall"):
             assert all("no labels configured" in ax.texts[0].get_text() for ax in figure.axes)

@@ -57,14 +57,14 @@ def report_page(tmp_path_factory):
     inputs, _ = make_inputs(root / "in")
     for path in inputs["scores"].values():
         table, info = add_threshold_flags(read_scores(path), false_positive_rates=[0.1, 0.01])
-        write_scores(table, path, kind=table.attrs["model_kind"], thresholds=info)
+        write_scores(table, path, kind=table.attrs["model_kind"], primary=table.attrs["primary_score"], thresholds=info)
     _, arguments = run_report(root, inputs)
     return root, arguments["html_path"]
 
 
 def test_every_image_of_the_report_loads_in_chromium(report_page, tmp_path):
     from spectral_anomaly.report import FIGURE_NAMES
-    from spectral_anomaly.report.captions import FIGURE_TEXT
+    from spectral_anomaly.report.registry import FIGURES
 
     _, html_path = report_page
     page = html_path.read_text(encoding="ascii")
@@ -77,7 +77,7 @@ def test_every_image_of_the_report_loads_in_chromium(report_page, tmp_path):
     control = [image for image in images if image["id"] == "broken-control"]
     figures = [image for image in images if image["id"] != "broken-control"]
     assert control and control[0]["width"] == 0, "the broken control image loaded: the check cannot tell"
-    assert [image["alt"] for image in figures] == [FIGURE_TEXT[name][0] for name in FIGURE_NAMES]
+    assert [image["alt"] for image in figures] == [FIGURES[name].title for name in FIGURE_NAMES]
     for image in figures:
         assert image["complete"] and image["width"] > 300 and image["height"] > 200, image
 

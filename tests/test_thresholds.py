@@ -192,14 +192,14 @@ def test_thresholds_survive_the_parquet_round_trip(tmp_path):
                         (rng.random(n) < 0.1).astype(np.int8))
     flagged, info = add_threshold_flags(table, false_positive_rates=[0.01, 0.001])
     path = tmp_path / "vae.parquet"
-    write_scores(flagged, path, kind="vae", thresholds=info)
+    write_scores(flagged, path, kind="vae", primary="negative_elbo", thresholds=info)
     stored = read_scores(path)
     assert stored.attrs["thresholds"] == json.loads(json.dumps(info)) == info
     assert stored.attrs["thresholds"]["rates"][0]["cut"] == info["rates"][0]["cut"]  # exact float round trip
     for entry in info["rates"]:
         assert stored[entry["column"]].dtype == bool
         assert np.array_equal(stored[entry["column"]].to_numpy(), flagged[entry["column"]].to_numpy())
-    write_scores(table, tmp_path / "plain.parquet", kind="vae")
+    write_scores(table, tmp_path / "plain.parquet", kind="vae", primary="negative_elbo")
     assert "thresholds" not in read_scores(tmp_path / "plain.parquet").attrs
 
 
@@ -217,7 +217,7 @@ def hand_table(*, labelled):
 
 def test_metrics_tpr_and_fpr_are_the_hand_computed_fractions(tmp_path):
     table, info = add_threshold_flags(hand_table(labelled=True), false_positive_rates=[0.1, 0.05])
-    write_scores(table, tmp_path / "vae.parquet", kind="vae", thresholds=info)
+    write_scores(table, tmp_path / "vae.parquet", kind="vae", primary="negative_elbo", thresholds=info)
     metrics = compute_metrics({"vae": read_scores(tmp_path / "vae.parquet")}, dataset="d", run_name="r")
     thresholds = json.loads(json.dumps(metrics))["models"]["vae"]["thresholds"]
     assert list(thresholds) == ["flag_fpr_10pct", "flag_fpr_5pct"]
@@ -261,7 +261,7 @@ def test_report_has_the_efficiency_table_and_flags(tmp_path):
     for model, path in inputs["scores"].items():
         table = read_scores(path)
         table, info = add_threshold_flags(table, false_positive_rates=[0.01, 0.1])
-        write_scores(table, path, kind=table.attrs["model_kind"], thresholds=info)
+        write_scores(table, path, kind=table.attrs["model_kind"], primary=table.attrs["primary_score"], thresholds=info)
     _, arguments = run_report(tmp_path, inputs)
     stored = json.loads(arguments["metrics_path"].read_text())
     for model, table in tables.items():
@@ -288,7 +288,7 @@ def test_unlabelled_report_gives_the_flagged_fraction(tmp_path):
     for path in inputs["scores"].values():
         table = read_scores(path)
         table, info = add_threshold_flags(table, false_positive_rates=[0.05])
-        write_scores(table, path, kind=table.attrs["model_kind"], thresholds=info)
+        write_scores(table, path, kind=table.attrs["model_kind"], primary=table.attrs["primary_score"], thresholds=info)
     metrics, arguments = run_report(tmp_path, inputs, histories={})
     section = arguments["html_path"].read_text().split('<h2 id="thresholds">')[1].split("<h2")[0]
     assert "assumed mostly normal" in section and "<th>flagged (test)</th>" in section and "<th>TPR</th>" not in section

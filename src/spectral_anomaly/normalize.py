@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 from .store.atomic import write_json
@@ -73,12 +74,13 @@ class SpectrumNormalizer:
             raise InvalidSpectraError("cannot fit a normalization on zero training spectra")
         size = block_rows(X.shape[1])
         self.params_: list[dict[str, Any]] = []
+        self._constant_cache: dict[tuple, dict[str, Any]] = {}
 
         def blocks() -> Iterator[np.ndarray]:  # the training spectra through the steps fitted so far
             for start in range(0, len(rows), size):
                 Z = np.asarray(X[rows[start : start + size]], dtype=np.float64)
-                for step, params in zip(steps, self.params_):
-                    Z = _forward(step, params, Z)
+                for index, step in enumerate(steps[: len(self.params_)]):
+                    Z = _forward(step, self._constants(index, np, Z), Z, np)
                 yield Z
 
         for step in steps:
@@ -89,19 +91,39 @@ class SpectrumNormalizer:
         self.n_bins_ = int(X.shape[1])
         return self
 
-    def transform(self, X: np.ndarray, *, dtype: Any = np.float32) -> np.ndarray:
-        """Normalize spectra ``(n, n_bins)`` into a new array of ``dtype`` (float32, as the models take them).
+    def transform(self, X: Any, *, dtype: Any = np.float32) -> Any:
+        """Normalize spectra ``(n, n_bins)``: a NumPy array into a new array of ``dtype``, a tensor into a tensor.
 
-        Each step is one or two passes over the copy (a multiply and an add per fitted step), computed in
-        ``dtype``; spectrum totals are summed in float64. The result is clipped to
-        +-:data:`NORMALIZED_LIMIT`. This is the one normalization of the pipeline: fitting, training
-        and scoring of every detector go through it.
+        This is the one normalization of the pipeline: fitting, training and scoring of every detector
+        go through it. NumPy spectra are normalized in float64 and returned as ``dtype`` (float32, as the
+        models take them). A torch tensor (a batch on the device a network runs on) is normalized in its
+        own dtype on its own device by the same code, through the array-API namespace of the tensor.
+        Values are clipped to +-:data:`NORMALIZED_LIMIT`.
         """
         self._check_fitted(X)
-        Z = np.array(X, dtype=dtype)
-        for step, params in zip(self.steps, self.params_):
-            Z = _forward(step, params, Z)
-        return np.clip(Z, -NORMALIZED_LIMIT, NORMALIZED_LIMIT, out=Z)
+        xp = array_api_compat.array_namespace(X)
+        if array_api_compat.is_numpy_namespace(xp):
+            Z = np.array(X, dtype=np.float64)
+        else:
+            Z = X if xp.isdtype(X.dtype, "real floating") else xp.astype(X, xp.float32)
+        for index, step in enumerate(self.steps):
+            Z = _forward(step, self._constants(index, xp, Z), Z, xp)
+        Z = xp.clip(Z, -NORMALIZED_LIMIT, NORMALIZED_LIMIT)
+        return Z.astype(dtype, copy=False) if array_api_compat.is_numpy_namespace(xp) else Z
+
+    def _constants(self, index: int, xp: Any, Z: Any) -> dict[str, Any]:
+        """Step ``index``'s fitted mean and scale as arrays of ``Z``'s namespace, dtype and device (cached)."""
+        params = self.params_[index]
+        if "mean" not in params:
+            return params
+        key = (index, xp.__name__, str(Z.dtype), str(array_api_compat.device(Z)))
+        cache = self.__dict__.setdefault("_constant_cache", {})
+        if key not in cache:
+            scale = params["std"] if "std" in params else params["scale"]
+            as_array = lambda values: xp.asarray(  # noqa: E731
+                np.asarray(values, dtype=np.float64), dtype=Z.dtype, device=array_api_compat.device(Z))
+            cache[key] = {"mean": as_array(params["mean"]), "scale": as_array(scale)}
+        return cache[key]
 
     def inverse_transform(self, Z: np.ndarray, *, totals: np.ndarray | None = None) -> np.ndarray:
         """Map normalized spectra back to input units; ``totals`` (per spectrum) undo ``unit_integral``."""
@@ -216,24 +238,19 @@ def _check_scale(step: str, scale: float, bin_index: int | None) -> None:
         )
 
 
-def _forward(step: str, params: dict[str, Any], Z: np.ndarray) -> np.ndarray:
-    """One step applied to ``Z`` (an array of the caller's own), in place where the step allows, in Z's dtype."""
+def _forward(step: str, constants: dict[str, Any], Z: Any, xp: Any) -> Any:
+    """One step applied to ``Z`` (a NumPy array or a tensor, through its array-API namespace ``xp``)."""
     if step == "unit_integral":
-        totals = Z.sum(axis=1, dtype=np.float64, keepdims=True)
-        Z *= (1.0 / np.where(totals == 0, 1.0, totals)).astype(Z.dtype)
-        return Z
+        totals = xp.sum(Z, axis=1, keepdims=True)
+        return Z / xp.where(totals == 0, xp.ones_like(totals), totals)
     if step == "log1p":
-        if np.any(Z <= -1):
+        if bool(xp.any(Z <= -1)):
             raise InvalidSpectraError(
                 "normalization step log1p needs values above -1 (counts); found values <= -1. "
                 "Put log1p before steps that centre the data, or drop it"
             )
-        return np.log1p(Z, out=Z)
-    scale = np.asarray(params["std"] if step == "standardize" else params["scale"], dtype=np.float64)
-    mean = np.asarray(params["mean"], dtype=np.float64)
-    Z *= (1.0 / scale).astype(Z.dtype)  # (Z - mean) / scale as Z * (1 / scale) + (-mean / scale)
-    Z += (-mean / scale).astype(Z.dtype)
-    return Z
+        return xp.log1p(Z)
+    return (Z - constants["mean"]) / constants["scale"]
 
 
 def _inverse(step: str, params: dict[str, Any], Z: np.ndarray) -> np.ndarray:

@@ -133,18 +133,18 @@ class DeepDetector(Detector):
 
     def _score_block(self, X: np.ndarray, variances: np.ndarray | None) -> dict[str, np.ndarray]:
         network, device = self.network_, self.device
-        normalized = self.normalization.transform(X)
-        with torch.inference_mode():
-            counts = torch.as_tensor(X, dtype=torch.float32, device=device) if network.needs_counts else None
-            out = network.score_batch(torch.as_tensor(normalized, device=device), counts,
+        with torch.inference_mode():  # the batch is normalized where the network runs, in float32
+            spectra = torch.as_tensor(X, dtype=torch.float32, device=device)
+            normalized = self.normalization.transform(spectra)
+            out = network.score_batch(normalized, spectra if network.needs_counts else None,
                                       mc_samples=int(self.scoring["mc_samples"]), generator=self._generator,
                                       bin_arrays=variances is not None)
+            if network.needs_counts:  # the Poisson mean is in counts: its squared residuals are taken once normalized
+                residuals = (self.normalization.transform(out["reconstruction"]) - normalized).double()
+                out["reconstruction_error"] = (residuals**2).sum(dim=1)
             columns = {name: value.double().cpu().numpy() for name, value in out.items()}
         reconstruction = columns.pop("reconstruction", None)
         columns.pop("pulls", None)
-        if network.needs_counts:  # the Poisson mean is in counts: its squared residuals are taken once normalized
-            columns["reconstruction_error"] = ((self.normalization.transform(reconstruction).astype(np.float64)
-                                                - normalized) ** 2).sum(axis=1)
         if variances is not None:
             counts_in = np.asarray(X, dtype=np.float64)
             pulls = file_variance_pulls(counts_in, self._in_input_units(reconstruction, counts_in), variances)
@@ -161,8 +161,8 @@ class DeepDetector(Detector):
         """Reconstructions and the network's own pulls at the posterior mean (one sample, seed 0)."""
         network, device = self.network_.to(self.device).eval(), self.device
         with torch.inference_mode():
-            counts = torch.as_tensor(X, dtype=torch.float32, device=device) if network.needs_counts else None
-            out = network.score_batch(torch.as_tensor(self.normalization.transform(X), device=device), counts,
+            spectra = torch.as_tensor(X, dtype=torch.float32, device=device)
+            out = network.score_batch(self.normalization.transform(spectra), spectra if network.needs_counts else None,
                                       mc_samples=1, generator=torch.Generator(device=device).manual_seed(0))
         counts_in = np.asarray(X, dtype=np.float64)
         return (self._in_input_units(out["reconstruction"].double().cpu().numpy(), counts_in),
