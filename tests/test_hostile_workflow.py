@@ -111,9 +111,10 @@ def payload_run(tmp_path_factory):
     config = {
         "run_name": "hostile", "results_dir": "results *rst* `link`_ |sub| $x^$ 100% ä",
         "datasets": write_inputs(workdir / f"inputs {ODD}"),
-        "models": {"ae": {"kind": "autoencoder", "hidden": [16], "latent_dim": 2}},
+        "models": {"ae": {"kind": "autoencoder", "hidden": [16], "latent_dim": 2},
+                   "pca": {"kind": "pca", "n_components": 2}},
         "training": {"epochs": 3, "device": "cpu"}, "scoring": {"mc_samples": 2, "false_positive_rates": [0.05]},
-        "pca": {"n_components": 2}, "split": {"train_on": "normal"}, "report": {"top_spectra": 3},
+        "split": {"train_on": "normal"}, "report": {"top_spectra": 3},
     }
     run = snakemake(workdir, config)
     assert run.returncode == 0, run.stderr[-6000:]

@@ -55,10 +55,10 @@ SWEEP_CONFIG = {
     "models": {
         "ae": {"kind": "autoencoder", "hidden": [32], "latent_dim": 3},
         "vae": {"kind": "vae", "hidden": [32], "latent_dim": 3, "sigma_x": 1.0},
+        "pca": {"kind": "pca", "n_components": 3},
     },
     "training": {"epochs": 8, "patience": 4, "device": "cpu", "seeds": [0, 1]},
     "scoring": {"mc_samples": 4},
-    "pca": {"n_components": 3},
     "report": {"top_spectra": 5},
 }
 FAILURE_CONFIG = {

@@ -35,10 +35,10 @@ SMALL_CONFIG = {
     "models": {
         "ae": {"kind": "autoencoder", "hidden": [32], "latent_dim": 3},
         "vae": {"kind": "vae", "hidden": [32], "latent_dim": 3, "sigma_x": 1.0},
+        "pca": {"kind": "pca", "n_components": 3},
     },
     "training": {"epochs": 15, "patience": 5, "device": "cpu"},
     "scoring": {"mc_samples": 4},
-    "pca": {"n_components": 3},
     "report": {"top_spectra": 5},
 }
 
@@ -105,12 +105,19 @@ def test_manifest_records_provenance(finished_run):
     assert manifest["result_version"] == version.name
     assert manifest["config"]["run_name"] == "small"
     assert manifest["packages"]["torch"] and manifest["packages"]["spectral_anomaly"]
-    assert set(manifest["devices"]) == {f"{d}/{m}" for d in SMALL_CONFIG["datasets"] for m in ("ae", "vae")}
+    assert set(manifest["devices"]) == {f"{d}/{m}" for d in SMALL_CONFIG["datasets"] for m in SMALL_CONFIG["models"]}
     assert all(device.startswith("cpu") for device in manifest["devices"].values())
     kinds = {entry["kind"] for entry in manifest["files"]}
-    assert {"canonical_store", "split", "normalization", "model", "scores", "examples", "metrics"} <= kinds
+    assert {"canonical_store", "split", "normalization", "model", "scores", "examples"} <= kinds
     assert all(entry["format_version"] == FORMAT_VERSIONS[entry["kind"]] for entry in manifest["files"] if entry["kind"])
     assert manifest["started"] <= manifest["finished"]
+    assert not [e["path"] for e in manifest["files"] if e["path"].startswith("reports/")], "reports record their builds"
+    for dataset in SMALL_CONFIG["datasets"]:  # each report's build is recorded beside it
+        build = json.loads((version / "reports" / f"{dataset}.build.json").read_text())
+        listed = {entry["path"]: entry["sha256"] for entry in build["files"]}
+        assert f"reports/{dataset}.metrics.json" in listed and f"reports/{dataset}.html" in listed
+        assert build["result_version"] == version.name and build["report_options"] == {
+            **build["report_options"], **SMALL_CONFIG["report"]}
 
 
 def test_rerun_does_nothing_and_a_new_config_writes_a_new_version(finished_run):
@@ -119,12 +126,58 @@ def test_rerun_does_nothing_and_a_new_config_writes_a_new_version(finished_run):
     assert dry.returncode == 0
     assert "Nothing to be done" in dry.stdout + dry.stderr
     before = {p: p.stat().st_mtime_ns for p in version.rglob("*") if p.is_file()}
-    changed = {**SMALL_CONFIG, "pca": {"n_components": 2}}
+    changed = {**SMALL_CONFIG, "models": {**SMALL_CONFIG["models"], "pca": {"kind": "pca", "n_components": 2}}}
     dry_new = snakemake(workdir, changed, "-n")
     assert dry_new.returncode == 0, dry_new.stderr[-2000:]
     assert "small-" in dry_new.stdout
     assert version.name not in dry_new.stdout  # the changed config targets a new folder only
     assert before == {p: p.stat().st_mtime_ns for p in version.rglob("*") if p.is_file()}
+
+
+def planned_jobs(run: subprocess.CompletedProcess) -> dict[str, int]:
+    """Jobs by rule from a dry run's job statistics (without the ``all`` target)."""
+    assert run.returncode == 0, run.stderr[-3000:]
+    output = run.stdout + run.stderr
+    if "Nothing to be done" in output:
+        return {}
+    lines = output.split("Job stats:", 1)[1].strip().splitlines()[2:]
+    jobs = {}
+    for line in lines:
+        if not line.strip():
+            break
+        rule, count = line.split()
+        jobs[rule] = int(count)
+    jobs.pop("total")
+    jobs.pop("all", None)
+    return jobs
+
+
+def _changed(section: str, key: str, value, *, model: str | None = None) -> dict:
+    config = json.loads(json.dumps(SMALL_CONFIG))
+    (config["models"][model] if model else config.setdefault(section, {}))[key] = value
+    return config
+
+
+def test_a_rerun_redoes_only_what_the_changed_key_feeds(finished_run):
+    """A change reruns the jobs that read the changed key and those downstream of them, nothing else:
+    the other stage outputs are shared with the earlier version (linked read-only into the new one)."""
+    workdir, _ = finished_run
+    n_data = len(SMALL_CONFIG["datasets"])
+    links = {"link": 1}  # the new version's folder links every shared stage output in one job
+    version_jobs = {"run_config": 1, **links, "report": n_data, "manifest": 1}
+    expected = {
+        "training key": (_changed("training", "learning_rate", 0.002),
+                         {**version_jobs, "train": n_data * 2}),  # the two deep models, not the PCA
+        "one detector's key": (_changed("models", "latent_dim", 2, model="vae"), {**version_jobs, "train": n_data}),
+        "report key": (_changed("report", "top_spectra", 4), {"report": n_data}),  # rebuilt in the same version
+        "normalization key": (_changed("normalization", "steps", ["unit_integral", "log1p", "standardize"]),
+                              {**version_jobs, "normalize": n_data, "train": n_data * len(SMALL_CONFIG["models"])}),
+        "split key": (_changed("split", "seed", 11), {**version_jobs, "split": n_data, "normalize": n_data,
+                                                     "train": n_data * len(SMALL_CONFIG["models"])}),
+    }
+    for change, (config, jobs) in expected.items():
+        assert planned_jobs(snakemake(workdir, config, "-n")) == jobs, change
+    assert planned_jobs(snakemake(workdir, SMALL_CONFIG, "-n")) == {}, "the unchanged config has nothing to do"
 
 
 def test_snakemake_report_builds_with_captions(finished_run, tmp_path):
@@ -133,7 +186,7 @@ def test_snakemake_report_builds_with_captions(finished_run, tmp_path):
     result = snakemake(workdir, SMALL_CONFIG, "--report", str(report))
     assert result.returncode == 0, result.stderr[-3000:]
     text = report.read_text()
-    assert "ROC curves of each model" in text and "demo_root" in text
+    assert "Receiver operating characteristic of each model" in text and "demo_root" in text
 
 
 def test_a_sweep_over_seeds_trains_each_model_per_seed_and_reports_the_spread(tmp_path):
@@ -148,8 +201,8 @@ def test_a_sweep_over_seeds_trains_each_model_per_seed_and_reports_the_spread(tm
     result = snakemake(tmp_path, config)
     assert result.returncode == 0, result.stderr[-3000:]
     (version,) = (tmp_path / "results").glob("sweep-*")
-    trained = sorted(p.name for p in (version / "models" / "demo_hdf5").glob("*.pt"))
-    assert trained == ["ae-seed1.pt", "ae-seed2.pt", "vae_conv-seed1.pt", "vae_conv-seed2.pt"]
+    trained = sorted(p.name for p in (version / "models" / "demo_hdf5").glob("*.npz"))
+    assert trained == ["ae-seed1.npz", "ae-seed2.npz", "vae_conv-seed1.npz", "vae_conv-seed2.npz"]
     assert result.stderr.count("rule train:") == 4  # one job per model and seed
     metrics = json.loads((version / "reports" / "demo_hdf5.metrics.json").read_text())
     assert metrics["variants"]["ae"]["n_seeds"] == 2 and metrics["variants"]["vae_conv"]["n_seeds"] == 2

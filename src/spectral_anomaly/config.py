@@ -214,12 +214,12 @@ def model_instances(config: dict[str, Any]) -> list[str]:
 
     With one seed an instance is named as its model; with several, ``<model>-seed<n>``.
     """
-    from .models import DETECTORS
+    from .models import detector_kind
 
     seeds = config["training"]["seeds"]
     instances = []
     for model, spec in config["models"].items():
-        seeded = len(seeds) > 1 and DETECTORS.get(spec.get("kind"), DETECTORS["vae"]).trained_by_epochs
+        seeded = len(seeds) > 1 and detector_kind(spec.get("kind")).trained_by_epochs
         instances += [f"{model}{SEED_SEPARATOR}{seed}" for seed in seeds] if seeded else [model]
     return instances
 

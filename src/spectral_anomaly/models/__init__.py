@@ -28,12 +28,14 @@ class DetectorKind:
     latent_key: str
     #: whether it trains over epochs with the config's ``training`` section (and imports torch)
     trained_by_epochs: bool
+    #: the report ranks its table of most anomalous spectra by the first model of the highest rank
+    report_rank: int = 0
 
 
 #: config ``kind`` -> where its detector lives
 DETECTORS: dict[str, DetectorKind] = {
-    "autoencoder": DetectorKind("spectral_anomaly.models.autoencoder", "AutoencoderDetector", "latent_dim", True),
-    "vae": DetectorKind("spectral_anomaly.models.vae", "VAEDetector", "latent_dim", True),
+    "autoencoder": DetectorKind("spectral_anomaly.models.autoencoder", "AutoencoderDetector", "latent_dim", True, report_rank=1),
+    "vae": DetectorKind("spectral_anomaly.models.vae", "VAEDetector", "latent_dim", True, report_rank=2),
     "pca": DetectorKind("spectral_anomaly.models.pca", "PCADetector", "n_components", False),
 }
 DETECTOR_KINDS = tuple(DETECTORS)

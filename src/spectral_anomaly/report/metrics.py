@@ -248,12 +248,15 @@ def best_models(metrics: dict) -> dict[str, set[str]]:
 
 
 def reference_model(tables: Mapping[str, pd.DataFrame]) -> str:
-    """The model that ranks the top-spectra table: the first VAE, else the first deep model, else the first."""
-    for kinds in (("vae",), ("vae", "autoencoder")):
-        for name, table in tables.items():
-            if table.attrs.get("model_kind") in kinds:
-                return name
-    return next(iter(tables))
+    """The model that ranks the top-spectra table: the first of the highest ``report_rank`` of its kind
+    (:data:`spectral_anomaly.models.DETECTORS`: a VAE, else an autoencoder, else the first model)."""
+    from ..models import DETECTORS
+
+    def rank(name: str) -> int:
+        entry = DETECTORS.get(tables[name].attrs.get("model_kind", ""))
+        return entry.report_rank if entry else -1
+
+    return max(tables, key=rank)
 
 
 def top_spectra_table(tables: Mapping[str, pd.DataFrame], *, n: int = 20) -> tuple[str, pd.DataFrame]:
