@@ -22,8 +22,10 @@ CONFIG = {
     "scoring": {"false_positive_rates": [0.05]},
     "report": {"top_spectra": 3},
 }
-#: files of a version that the manifest does not list: itself and its front page (and the job logs and benchmarks)
+#: files of a version that the manifest does not list: itself and its front page (and the job logs, benchmarks
+#: and reports, whose builds are recorded beside them)
 UNLISTED = {"manifest.json", "manifest.rst"}
+UNLISTED_FOLDERS = ("logs", "benchmarks", "reports")
 
 
 def assert_manifest_is_right(version: Path) -> None:
@@ -31,7 +33,7 @@ def assert_manifest_is_right(version: Path) -> None:
     manifest = json.loads((version / "manifest.json").read_text())
     listed = {entry["path"]: entry["sha256"] for entry in manifest["files"]}
     on_disk = {str(p.relative_to(version)) for p in version.rglob("*")
-               if p.is_file() and not p.name.startswith(".") and p.relative_to(version).parts[0] not in ("logs", "benchmarks")}
+               if p.is_file() and not p.name.startswith(".") and p.relative_to(version).parts[0] not in UNLISTED_FOLDERS}
     assert set(listed) == on_disk - UNLISTED
     for path, recorded in listed.items():
         assert hashlib.sha256((version / path).read_bytes()).hexdigest() == recorded, f"{path}: stale checksum"
@@ -49,10 +51,10 @@ def run(tmp_path_factory):
 
 def test_a_deleted_model_file_is_rebuilt_and_the_manifest_follows(run):
     workdir, version = run
-    (version / "models" / "d" / "ae.pt").unlink()
+    (version / "models" / "d" / "ae.npz").unlink()
     again = snakemake(workdir, CONFIG)
     assert again.returncode == 0, again.stderr[-4000:]
-    assert (version / "models" / "d" / "ae.pt").is_file()
+    assert (version / "models" / "d" / "ae.npz").is_file()
     assert_manifest_is_right(version)
     nothing = snakemake(workdir, CONFIG, "-n")
     assert "Nothing to be done" in nothing.stdout + nothing.stderr
@@ -61,22 +63,34 @@ def test_a_deleted_model_file_is_rebuilt_and_the_manifest_follows(run):
 @pytest.mark.parametrize("relative", ["normalization/d.json", "splits/d.json"])
 def test_an_edited_intermediate_is_refused_until_it_is_rebuilt(relative, run):
     workdir, version = run
-    path = version / relative
+    path = (version / relative).resolve()  # the version links the stage output, which is read-only
+    assert path != version / relative and not path.stat().st_mode & 0o222
     original = path.read_text()
+    path.chmod(0o644)
     path.write_text(original.replace("0", "1", 1))  # still parses: only the checksum tells
     edited = snakemake(workdir, CONFIG)
     assert edited.returncode != 0
-    logs = "".join(p.read_text() for p in (version / "logs").rglob("*.log"))
+    logs = "".join(p.read_text() for p in (workdir / "results").rglob("*.log"))
     assert f"{path.relative_to(workdir)}: damaged: its content no longer matches the checksum" in logs
     path.unlink()
+    path = version / relative
     rebuilt = snakemake(workdir, CONFIG)
     assert rebuilt.returncode == 0, rebuilt.stderr[-4000:]
     assert path.read_text() == original, "the same config and inputs rebuild the same file"
     assert_manifest_is_right(version)
 
 
-def test_the_manifest_is_right_after_a_report_rebuild(run):
+def test_a_report_rebuild_leaves_the_manifest_byte_for_byte_and_records_itself(run):
     workdir, version = run
+    manifest = (version / "manifest.json").read_bytes()
+    first_build = json.loads((version / "reports" / "d.build.json").read_text())
     rebuilt = snakemake(workdir, {**CONFIG, "report": {"top_spectra": 2}}, "reports")
     assert rebuilt.returncode == 0, rebuilt.stderr[-4000:]
+    assert (version / "manifest.json").read_bytes() == manifest, "the training run's record is never rewritten"
     assert_manifest_is_right(version)
+    build = json.loads((version / "reports" / "d.build.json").read_text())
+    assert build["report_options"]["top_spectra"] == 2 and first_build["report_options"]["top_spectra"] == 3
+    assert build["built"] >= first_build["built"]
+    listed = {entry["path"]: entry["sha256"] for entry in build["files"]}
+    for path, recorded in listed.items():
+        assert hashlib.sha256((version / path).read_bytes()).hexdigest() == recorded, f"{path}: stale checksum"
