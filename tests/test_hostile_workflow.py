@@ -120,7 +120,7 @@ def payload_run(tmp_path_factory):
     assert run.returncode == 0, run.stderr[-6000:]
     report = snakemake(workdir, config, "--report", "report.html")
     assert report.returncode == 0, report.stderr[-4000:]
-    (version,) = [p for p in (workdir / config["results_dir"]).iterdir() if p.is_dir()]
+    (version,) = [p for p in (workdir / config["results_dir"]).iterdir() if p.is_dir() and not p.name.startswith(".")]
     return workdir, version, config
 
 

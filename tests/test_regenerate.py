@@ -54,16 +54,18 @@ def test_changing_a_report_option_rebuilds_only_the_reports_in_the_same_version(
     workdir, version = run
     before = stored_mtimes(version)
     html_before = (version / "reports" / "demo_hdf5.html").stat().st_mtime_ns
+    manifest_before = (version / "manifest.json").read_bytes()
     assert len(before) > 10
 
     result = snakemake(workdir, NEW_REPORT_OPTIONS, "reports")
     assert result.returncode == 0, result.stderr[-4000:]
-    assert jobs_run(result) == {"report", "manifest", "reports"}
+    assert jobs_run(result) == {"report", "reports"}  # the manifest, the training run's record, stays
     assert [p.name for p in (workdir / "results").glob("regen-*")] == [version.name]  # no new version
     assert stored_mtimes(version) == before  # nothing ingested, trained or scored again
     assert (version / "reports" / "demo_hdf5.html").stat().st_mtime_ns > html_before
-    manifest = json.loads((version / "manifest.json").read_text())
-    assert manifest["config"]["report"] == {"top_spectra": 12}  # the manifest records the options used
+    assert (version / "manifest.json").read_bytes() == manifest_before
+    build = json.loads((version / "reports" / "demo_hdf5.build.json").read_text())
+    assert build["report_options"]["top_spectra"] == 12  # the build record holds the options used
     assert "top_spectra: 12" in (version / "reports" / "demo_hdf5.html").read_text()
     assert "report" not in yaml.safe_load((version / "config.yaml").read_text())  # not part of the version
 
@@ -79,7 +81,7 @@ def test_forcerun_report_rebuilds_the_html_after_a_change_of_report_code(run):
 
     result = snakemake(workdir, NEW_REPORT_OPTIONS, "--forcerun", "report")
     assert result.returncode == 0, result.stderr[-4000:]
-    assert jobs_run(result) == {"report", "manifest", "all"}
+    assert jobs_run(result) == {"report", "all"}
     assert not jobs_run(result) & {"ingest", "split", "normalize", "train", "score", "baseline", "demo_data", "run_config"}
     assert stored_mtimes(version) == before
     assert html.stat().st_mtime_ns > html_before and html.read_text().count("data:image/png;base64,") >= 5
@@ -104,7 +106,7 @@ def test_snakemake_report_front_page_states_config_versions_and_device(run, tmp_
     for expected in ("Result version:", version.name, "Package versions", "torch", manifest["packages"]["torch"],
                      "spectral_anomaly", manifest["packages"]["spectral_anomaly"], "demo_hdf5/ae",
                      manifest["devices"]["demo_hdf5/ae"], "Configuration", "n_examples",
-                     "ROC curves of each model"):  # the front page, and a figure's caption
+                     "Receiver operating characteristic of each model"):  # the front page, and a figure's caption
         assert expected in text, expected
 
 
