@@ -38,7 +38,8 @@ FILE_HELP = {
 }
 
 
-def _add(sub, name: str, help_text: str, *options: str, dataset: bool = True, model: bool = False, settings: bool = True):
+def _add(sub, name: str, help_text: str, *options: str, dataset: bool = True, model: bool = False, settings: bool = True,
+         shared: bool = False):
     parser = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="run config (YAML), e.g. a result version's config.yaml; validated first")
@@ -53,6 +54,10 @@ def _add(sub, name: str, help_text: str, *options: str, dataset: bool = True, mo
                                  "<model>-seed<n>)")
     for option in options:
         parser.add_argument(f"--{option.replace('_', '-')}", dest=option, required=True, help=FILE_HELP[option])
+    if shared:
+        parser.add_argument("--share", default=None,
+                            help="JSON list of [written file, shared stage output] pairs: once the stage succeeded, "
+                                 "share each written file under its stage key (see spectral_anomaly.store.links)")
     return parser
 
 
@@ -65,21 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="Write the effective config (JSON) into a YAML file with its checksum.")
     write_config.add_argument("--json", required=True, help="the effective config as a JSON string")
     write_config.add_argument("--output", required=True, help=FILE_HELP["output"])
-    _add(sub, "demo", "generate the built-in demo spectra as HDF5 and ROOT", "hdf5", "root", dataset=False)
-    ingest = _add(sub, "ingest", "stream raw files into the canonical store", "output")
+    _add(sub, "demo", "generate the built-in demo spectra as HDF5 and ROOT", "hdf5", "root", dataset=False, shared=True)
+    ingest = _add(sub, "ingest", "stream raw files into the canonical store", "output", shared=True)
     ingest.add_argument("--input", nargs="+", required=True, help="raw file(s) of the dataset, concatenated in order")
     ingest.add_argument("--checksums", default="{}",
                         help="JSON mapping of raw file to its sha256, or to {sha256, bytes, mtime_ns} as the workflow "
                              "took them at its start: skips hashing again and refuses a file that changed since")
-    _add(sub, "split", "split spectra into train, validation and test", "data", "output")
-    _add(sub, "normalize", "fit the normalization on the training split", "data", "split", "output")
+    _add(sub, "split", "split spectra into train, validation and test", "data", "output", shared=True)
+    _add(sub, "normalize", "fit the normalization on the training split", "data", "split", "output", shared=True)
     train = _add(sub, "train", "fit one detector (any kind) on the training split", "data", "split", "normalization",
-                 "model_file", "history", "summary", model=True)
+                 "model_file", "history", "summary", model=True, shared=True)
     train.add_argument("--scores", default=None, help="also score every spectrum with the fitted detector: its score table")
     train.add_argument("--examples", default=None, help="with --scores: the most anomalous spectra with reconstructions")
     _add(sub, "score", "score every spectrum with a stored detector", "data", "split", "model_file", "scores", "examples",
          model=True)
-    link = sub.add_parser("link", help="link a version's files to the shared stage outputs it uses",
+    link = sub.add_parser("link", help="link a version's files to the shared stage outputs it reuses",
                           description="Make each link (a path in a result version) a relative symbolic link to its "
                                       "target (a shared stage output), which is made read-only.")
     link.add_argument("--links", required=True, help="JSON list of [link, target] pairs")
@@ -180,6 +185,10 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "manifest":
         stages.run_manifest(config, result_dir=args.result_dir, input_checksums=json.loads(args.input_checksums),
                             output=args.output, front_page=args.front_page)
+    if getattr(args, "share", None):
+        from .store.links import share_files
+
+        share_files([(path, target) for path, target in json.loads(args.share)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

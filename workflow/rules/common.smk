@@ -1,7 +1,9 @@
 # Shared helpers: the result version, the stage keys, raw input paths and the final targets.
 # Input functions are named here, not written as lambdas in the rules. Every path comes from
-# spectral_anomaly.store.layout: VERSION_FILES for the version's own files, STAGE_FILES for the
-# shared stage outputs (named by their keys, spectral_anomaly.store.keys), which the version links.
+# spectral_anomaly.store.layout: VERSION_FILES for the version's files, STAGE_FILES for the shared
+# stage outputs (named by their keys, spectral_anomaly.store.keys). A stage whose output is shared
+# already (by an earlier version with the same key) does not run: the version links it (rule link).
+# Otherwise the stage runs into this version and shares what it wrote (spectral_anomaly.store.links).
 import json
 import re
 import sys
@@ -16,6 +18,7 @@ from spectral_anomaly.io import count_bins, expand_input_paths
 from spectral_anomaly.models import detector_kind
 from spectral_anomaly.store.keys import stage_keys, stage_settings
 from spectral_anomaly.store.layout import StageLayout, VersionLayout
+from spectral_anomaly.store.links import is_shared
 from spectral_anomaly.store.provenance import canonical_json, input_fingerprint, result_version_name, versioned_config
 
 DEMO_PREFIX = "demo://"
@@ -91,7 +94,6 @@ USES_DEMO = any(file.startswith(DEMO_PREFIX) for files in RAW_FILES.values() for
 wildcard_constraints:
     dataset="|".join(re.escape(d) for d in DATASETS),
     model="|".join(re.escape(m) for m in MODELS),
-    key="[0-9a-f]{10}",
 
 
 # --- settings: what each stage reads, as a param (Snakemake fills wildcards only into plain strings) ---
@@ -132,11 +134,76 @@ def input_checksums_json(wildcards=None):
     return json.dumps(INPUT_CHECKSUMS)
 
 
-# --- the stage outputs this config uses, by dataset (and model) ---------------------------------------
+# --- the stage outputs this config uses: in the version, and shared under their keys ----------------
+
+
+def demo_pairs():
+    return [(VERSION_FILES.demo(name), STAGE_FILES.demo(KEYS.demo, name)) for name in DEMO_FILES]
+
+
+def dataset_pairs(stage, dataset):
+    layout = {"ingest": "store", "split": "split", "normalize": "normalization"}[stage]
+    key = getattr(KEYS, stage)[dataset]
+    return [(getattr(VERSION_FILES, layout)(dataset), getattr(STAGE_FILES, layout)(dataset, key))]
+
+
+TRAIN_OUTPUTS = ("model", "history", "summary", "scores", "examples")
+
+
+def train_pairs(dataset, model):
+    key = KEYS.train[dataset, model]
+    return [(getattr(VERSION_FILES, kind)(dataset, model), getattr(STAGE_FILES, kind)(dataset, model, key))
+            for kind in TRAIN_OUTPUTS]
+
+
+def stage_pairs():
+    """(file in the version, shared stage output) of every stage output the version uses."""
+    pairs = demo_pairs() if USES_DEMO else []
+    for dataset in DATASETS:
+        for stage in ("ingest", "split", "normalize"):
+            pairs += dataset_pairs(stage, dataset)
+        for model in MODELS:
+            pairs += train_pairs(dataset, model)
+    return pairs
+
+
+def _linked(path, shared):
+    """Whether the version links the shared output rather than running its stage: it links it already,
+    or it lacks the file and an intact shared one exists (checked by its checksum)."""
+    if os.path.islink(path):
+        return os.path.exists(path)  # a dangling link (its shared file deleted) is rebuilt by the stage
+    return not os.path.exists(path) and is_shared(shared)
+
+
+LINKED = [(str(path), str(shared)) for path, shared in stage_pairs() if _linked(path, shared)]
+
+
+def share_json(pairs):
+    return json.dumps([[str(path), str(shared)] for path, shared in pairs])
+
+
+def demo_share(wildcards=None):
+    return share_json(demo_pairs())
+
+
+def ingest_share(wildcards):
+    return share_json(dataset_pairs("ingest", wildcards.dataset))
+
+
+def split_share(wildcards):
+    return share_json(dataset_pairs("split", wildcards.dataset))
+
+
+def normalize_share(wildcards):
+    return share_json(dataset_pairs("normalize", wildcards.dataset))
+
+
+def train_share(wildcards):
+    return share_json(train_pairs(wildcards.dataset, wildcards.model))
 
 
 def demo_file(name):
-    return STAGE_FILES.demo(KEYS.demo, name)
+    return VERSION_FILES.demo(name)
 
 
 def raw_inputs(wildcards):
@@ -159,15 +226,15 @@ def raw_input_checksums_json(wildcards):
 
 
 def store_of(wildcards):
-    return STAGE_FILES.store(wildcards.dataset, KEYS.ingest[wildcards.dataset])
+    return VERSION_FILES.store(wildcards.dataset)
 
 
 def split_of(wildcards):
-    return STAGE_FILES.split(wildcards.dataset, KEYS.split[wildcards.dataset])
+    return VERSION_FILES.split(wildcards.dataset)
 
 
 def normalization_of(wildcards):
-    return STAGE_FILES.normalization(wildcards.dataset, KEYS.normalize[wildcards.dataset])
+    return VERSION_FILES.normalization(wildcards.dataset)
 
 
 def train_gpus(wildcards):
@@ -177,29 +244,16 @@ def train_gpus(wildcards):
     return 1 if deep and config["training"]["device"] != "cpu" else 0
 
 
-# --- the version: its links to the stage outputs, reports and manifest ------------------------------
+# --- the version: its stage outputs, reports and manifest ------------------------------------------
 
 
-def version_links():
-    """(link in the version, stage output) of every shared file the version uses."""
-    pairs = [(VERSION_FILES.demo(name), demo_file(name)) for name in DEMO_FILES] if USES_DEMO else []
-    for dataset in DATASETS:
-        pairs += [(VERSION_FILES.store(dataset), STAGE_FILES.store(dataset, KEYS.ingest[dataset])),
-                  (VERSION_FILES.split(dataset), STAGE_FILES.split(dataset, KEYS.split[dataset])),
-                  (VERSION_FILES.normalization(dataset), STAGE_FILES.normalization(dataset, KEYS.normalize[dataset]))]
-        for model in MODELS:
-            key = KEYS.train[dataset, model]
-            for kind in ("model", "history", "summary", "scores", "examples"):
-                pairs.append((getattr(VERSION_FILES, kind)(dataset, model), getattr(STAGE_FILES, kind)(dataset, model, key)))
-    return pairs
-
-
-def link_targets(wildcards=None):
-    return [str(target) for _, target in version_links()]
+def stage_files(wildcards=None):
+    """Every stage output of the version (run here or linked), as the reports and the manifest read them."""
+    return [str(path) for path, _ in stage_pairs()]
 
 
 def links_json(wildcards=None):
-    return json.dumps([[str(link), str(target)] for link, target in version_links()])
+    return json.dumps(LINKED)
 
 
 def report_outputs(dataset):
@@ -233,10 +287,10 @@ def report_front_page():
 
 
 def version_files(wildcards=None):
-    """Every file of the version but the manifest: the config, the links (and, through them, every stage
-    output), the reports and their figures. All are final targets, so a deleted one is rebuilt."""
+    """Every file of the version but the manifest: the config, the stage outputs, the reports and their
+    figures. All are final targets, so a deleted one is rebuilt (or linked again)."""
     figures = expand([str(path) for path in report_figures().values()], dataset=DATASETS)
-    return [RUN_CONFIG, *(link for link, _ in version_links()), *all_reports(), *figures]
+    return [RUN_CONFIG, *stage_files(), *all_reports(), *figures]
 
 
 def final_targets():

@@ -1,4 +1,4 @@
-# The version's config, the built-in demo data and raw files -> canonical store (a shared stage output).
+# The version's config, the built-in demo data and raw files -> canonical store.
 
 
 rule run_config:
@@ -20,39 +20,43 @@ rule run_config:
 
 rule demo_data:
     output:
-        hdf5=STAGE_FILES.demo("{key}", "spectra.h5"),
-        root=STAGE_FILES.demo("{key}", "spectra.root"),
+        hdf5=VERSION_FILES.demo("spectra.h5"),
+        root=VERSION_FILES.demo("spectra.root"),
     params:
         settings=demo_settings,
+        share=demo_share,
     log:
-        STAGE_FILES.log("demo", "{key}"),
+        VERSION_FILES.log("demo"),
     benchmark:
-        STAGE_FILES.benchmark("demo", "{key}")
+        VERSION_FILES.benchmark("demo")
     threads: 1
     resources:
         mem_mb=2000,
         runtime="15m",
     shell:
-        "spectral-anomaly demo --settings {params.settings:q} --hdf5 {output.hdf5:q} --root {output.root:q} > {log:q} 2>&1"
+        "spectral-anomaly demo --settings {params.settings:q} --hdf5 {output.hdf5:q} --root {output.root:q}"
+        " --share {params.share:q} > {log:q} 2>&1"
 
 
 rule ingest:
     input:
         raw=tracked_raw_inputs,
     output:
-        STAGE_FILES.store("{dataset}", "{key}"),
+        VERSION_FILES.store("{dataset}"),
     params:
         settings=ingest_settings,
+        share=ingest_share,
         raw=raw_inputs,
         checksums=raw_input_checksums_json,
     log:
-        STAGE_FILES.log("ingest", "{dataset}-{key}"),
+        VERSION_FILES.log("ingest", "{dataset}"),
     benchmark:
-        STAGE_FILES.benchmark("ingest", "{dataset}-{key}")
+        VERSION_FILES.benchmark("ingest", "{dataset}")
     threads: 1
     resources:
         mem_mb=4000,
         runtime="2h",
     shell:
         "spectral-anomaly ingest --settings {params.settings:q} --dataset {wildcards.dataset}"
-        " --input {params.raw:q} --checksums {params.checksums:q} --output {output:q} > {log:q} 2>&1"
+        " --input {params.raw:q} --checksums {params.checksums:q} --output {output:q}"
+        " --share {params.share:q} > {log:q} 2>&1"

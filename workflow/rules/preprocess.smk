@@ -1,24 +1,26 @@
-# Canonical store -> seeded split -> normalization fitted on the training split (shared stage outputs).
+# Canonical store -> seeded split -> normalization fitted on the training split .
 
 
 rule split:
     input:
         data=store_of,
     output:
-        STAGE_FILES.split("{dataset}", "{key}"),
+        VERSION_FILES.split("{dataset}"),
     params:
         settings=split_settings,
+        share=split_share,
     log:
-        STAGE_FILES.log("split", "{dataset}-{key}"),
+        VERSION_FILES.log("split", "{dataset}"),
     benchmark:
-        STAGE_FILES.benchmark("split", "{dataset}-{key}")
+        VERSION_FILES.benchmark("split", "{dataset}")
     threads: 1
     resources:
         mem_mb=2000,
         runtime="30m",
     shell:
         "spectral-anomaly split --settings {params.settings:q} --dataset {wildcards.dataset}"
-        " --data {input.data:q} --output {output:q} > {log:q} 2>&1"
+        " --data {input.data:q} --output {output:q}"
+        " --share {params.share:q} > {log:q} 2>&1"
 
 
 rule normalize:
@@ -26,17 +28,19 @@ rule normalize:
         data=store_of,
         split=split_of,
     output:
-        STAGE_FILES.normalization("{dataset}", "{key}"),
+        VERSION_FILES.normalization("{dataset}"),
     params:
         settings=normalize_settings,
+        share=normalize_share,
     log:
-        STAGE_FILES.log("normalize", "{dataset}-{key}"),
+        VERSION_FILES.log("normalize", "{dataset}"),
     benchmark:
-        STAGE_FILES.benchmark("normalize", "{dataset}-{key}")
+        VERSION_FILES.benchmark("normalize", "{dataset}")
     threads: 1
     resources:
         mem_mb=4000,
         runtime="1h",
     shell:
         "spectral-anomaly normalize --settings {params.settings:q} --dataset {wildcards.dataset}"
-        " --data {input.data:q} --split {input.split:q} --output {output:q} > {log:q} 2>&1"
+        " --data {input.data:q} --split {input.split:q} --output {output:q}"
+        " --share {params.share:q} > {log:q} 2>&1"

@@ -1,4 +1,4 @@
-# The version: links to the shared stage outputs it uses, the per-dataset reports and the manifest.
+# The version: links to the shared stage outputs it reuses, the per-dataset reports and the manifest.
 # Reports read only stored results (scores, examples, histories, the canonical store's metadata), and
 # the report options are a param of the report rule only: `snakemake --cores 2 reports` rebuilds the
 # reports after a change of the config's report section, `--forcerun report` after a change of report
@@ -6,29 +6,33 @@
 # own build (reports/<dataset>.build.json).
 
 
-rule link:
-    input:
-        link_targets,
-    output:
-        [link for link, _ in version_links()],
-    params:
-        links=links_json,
-    log:
-        VERSION_FILES.log("link"),
-    benchmark:
-        VERSION_FILES.benchmark("link")
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime="10m",
-    shell:
-        "spectral-anomaly link --links {params.links:q} > {log:q} 2>&1"
+if LINKED:  # stage outputs shared already: linked, not computed again
+
+    ruleorder: link > demo_data > ingest > split > normalize > train
+
+    rule link:
+        input:
+            [shared for _, shared in LINKED],
+        output:
+            [path for path, _ in LINKED],
+        params:
+            links=links_json,
+        log:
+            VERSION_FILES.log("link"),
+        benchmark:
+            VERSION_FILES.benchmark("link")
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime="10m",
+        shell:
+            "spectral-anomaly link --links {params.links:q} > {log:q} 2>&1"
 
 
 rule report:
     input:
         config=RUN_CONFIG,
-        links=[link for link, _ in version_links()],
+        stages=stage_files,
     output:
         html=report(
             VERSION_FILES.report("{dataset}"),
@@ -62,7 +66,7 @@ rule report:
 rule manifest:
     input:
         config=RUN_CONFIG,
-        links=[link for link, _ in version_links()],
+        stages=stage_files,
         reports=ancient_reports,  # the run is complete once its reports exist; rebuilding them changes no provenance
     output:
         manifest=VERSION_FILES.manifest,

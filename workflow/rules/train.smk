@@ -10,17 +10,18 @@ rule train:
         split=split_of,
         normalization=normalization_of,
     output:
-        model=STAGE_FILES.model("{dataset}", "{model}", "{key}"),
-        history=STAGE_FILES.history("{dataset}", "{model}", "{key}"),
-        summary=STAGE_FILES.summary("{dataset}", "{model}", "{key}"),
-        scores=STAGE_FILES.scores("{dataset}", "{model}", "{key}"),
-        examples=STAGE_FILES.examples("{dataset}", "{model}", "{key}"),
+        model=VERSION_FILES.model("{dataset}", "{model}"),
+        history=VERSION_FILES.history("{dataset}", "{model}"),
+        summary=VERSION_FILES.summary("{dataset}", "{model}"),
+        scores=VERSION_FILES.scores("{dataset}", "{model}"),
+        examples=VERSION_FILES.examples("{dataset}", "{model}"),
     params:
         settings=train_settings,
+        share=train_share,
     log:
-        STAGE_FILES.log("train", "{dataset}", "{model}-{key}"),
+        VERSION_FILES.log("train", "{dataset}", "{model}"),
     benchmark:
-        STAGE_FILES.benchmark("train", "{dataset}", "{model}-{key}")
+        VERSION_FILES.benchmark("train", "{dataset}", "{model}")
     threads: 1
     resources:
         mem_mb=8000,
@@ -30,4 +31,4 @@ rule train:
         "spectral-anomaly train --settings {params.settings:q} --dataset {wildcards.dataset} --model {wildcards.model}"
         " --data {input.data:q} --split {input.split:q} --normalization {input.normalization:q}"
         " --model-file {output.model:q} --history {output.history:q} --summary {output.summary:q}"
-        " --scores {output.scores:q} --examples {output.examples:q} > {log:q} 2>&1"
+        " --scores {output.scores:q} --examples {output.examples:q} --share {params.share:q} > {log:q} 2>&1"
