@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from conftest import run_stages_to_scores
 
-from spectral_anomaly.store.canonical import CanonicalSpectra
 from spectral_anomaly.exceptions import ConfigError, InvalidSpectraError
 from spectral_anomaly.score import build_score_table
+from spectral_anomaly.store.canonical import CanonicalSpectra
 
 N_SPECTRA, N_BINS = 200, 16
 

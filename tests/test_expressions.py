@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectral_anomaly.store.canonical import evaluate_metadata_expression
 from spectral_anomaly.exceptions import ConfigError
 from spectral_anomaly.expressions import evaluate_boolean_expression, parse_expression
+from spectral_anomaly.store.canonical import evaluate_metadata_expression
 
 MARKER = "expression-ran"
 

@@ -17,17 +17,17 @@ import pytest
 import yaml
 
 from spectral_anomaly import stages
-from spectral_anomaly.store import atomic
-from spectral_anomaly.store.canonical import read_canonical
 from spectral_anomaly.exceptions import (
     ConfigError,
     InputFileError,
     SpectralAnomalyError,
 )
+from spectral_anomaly.models import load_detector
+from spectral_anomaly.score import read_scores
+from spectral_anomaly.store import atomic
+from spectral_anomaly.store.canonical import read_canonical
 from spectral_anomaly.store.integrity import checksum_path
 from spectral_anomaly.store.provenance import cached_sha256
-from spectral_anomaly.score import read_scores
-from spectral_anomaly.models import load_detector
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "spectral_anomaly"
 

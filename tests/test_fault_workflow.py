@@ -21,11 +21,11 @@ import pytest
 import yaml
 from test_workflow import ROOT, SMALL_CONFIG, snakemake
 
-from spectral_anomaly.store.canonical import read_canonical
 from spectral_anomaly.exceptions import InputFileError
-from spectral_anomaly.store.integrity import verify_checksum
-from spectral_anomaly.score import read_scores
 from spectral_anomaly.models import load_detector
+from spectral_anomaly.score import read_scores
+from spectral_anomaly.store.canonical import read_canonical
+from spectral_anomaly.store.integrity import verify_checksum
 
 pytestmark = pytest.mark.workflow
 

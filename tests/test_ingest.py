@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from spectral_anomaly.store.canonical import read_canonical
 from spectral_anomaly.exceptions import ConfigError, InputFileError, InvalidSpectraError
 from spectral_anomaly.ingest import ingest_to_store
+from spectral_anomaly.store.canonical import read_canonical
 
 ARRAY = {"format": "hdf5_array", "dataset": "spectra"}
 

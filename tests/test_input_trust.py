@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectral_anomaly.store.canonical import read_canonical
 from spectral_anomaly.exceptions import InputFileError
 from spectral_anomaly.ingest import ingest_to_store
+from spectral_anomaly.store.canonical import read_canonical
 
 ARRAY = {"format": "hdf5_array", "dataset": "spectra"}
 

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectral_anomaly.store.canonical import CanonicalSpectra, read_canonical, write_canonical
 from spectral_anomaly.demo import (
     ANOMALY_KINDS,
     generate_demo_spectra,
@@ -26,8 +25,9 @@ from spectral_anomaly.exceptions import (
     ObjectNotFoundError,
 )
 from spectral_anomaly.ingest import ingest_to_store
-from spectral_anomaly.store.integrity import checksum_path
 from spectral_anomaly.io import read_raw_spectra
+from spectral_anomaly.store.canonical import CanonicalSpectra, read_canonical, write_canonical
+from spectral_anomaly.store.integrity import checksum_path
 
 PANDAS = {"format": "pandas_hdf5", "key": "data"}
 

@@ -10,8 +10,6 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from spectral_anomaly.exceptions import FormatVersionError, TrainingError
-from spectral_anomaly.store.formats import FORMAT_VERSIONS
-from spectral_anomaly.store.integrity import checksum_path
 from spectral_anomaly.models import build_detector, load_detector
 from spectral_anomaly.models.autoencoder import Autoencoder
 from spectral_anomaly.models.pca import PCABaseline
@@ -21,6 +19,8 @@ from spectral_anomaly.models.vae import (
     kl_to_standard_normal,
 )
 from spectral_anomaly.normalize import SpectrumNormalizer
+from spectral_anomaly.store.formats import FORMAT_VERSIONS
+from spectral_anomaly.store.integrity import checksum_path
 
 # --------------------------------------------------------------------------------------------
 # KL divergence and Gaussian likelihood

@@ -7,20 +7,20 @@ import json
 import numpy as np
 import pytest
 
-from spectral_anomaly.store.atomic import write_json
 from spectral_anomaly.exceptions import (
     ConfigError,
     FormatVersionError,
     InputFileError,
     InvalidSpectraError,
 )
-from spectral_anomaly.store.formats import FORMAT_VERSIONS
 from spectral_anomaly.normalize import (
     STEPS,
     SpectrumNormalizer,
     read_normalizer,
     write_normalizer,
 )
+from spectral_anomaly.store.atomic import write_json
+from spectral_anomaly.store.formats import FORMAT_VERSIONS
 
 CHAINS = [
     ["unit_integral"],

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectral_anomaly.store.canonical import read_canonical
 from spectral_anomaly.exceptions import (
     InvalidSpectraError,
     ObjectNotFoundError,
@@ -24,6 +23,7 @@ from spectral_anomaly.exceptions import (
 )
 from spectral_anomaly.ingest import ingest_to_store
 from spectral_anomaly.io import expand_input_paths, read_raw_spectra
+from spectral_anomaly.store.canonical import read_canonical
 
 uproot = pytest.importorskip("uproot")
 h5py = pytest.importorskip("h5py")

@@ -12,7 +12,6 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from spectral_anomaly.exceptions import ConfigError, InputFileError
-from spectral_anomaly.store.formats import FORMAT_VERSIONS, write_versioned_csv
 from spectral_anomaly.report import FIGURE_NAMES, build_report
 from spectral_anomaly.report.curves import roc_figure
 from spectral_anomaly.report.figures import (
@@ -27,6 +26,7 @@ from spectral_anomaly.report.metrics import (
     top_spectra_table,
 )
 from spectral_anomaly.score import write_scores
+from spectral_anomaly.store.formats import FORMAT_VERSIONS, write_versioned_csv
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 N_BINS = 48
@@ -461,9 +461,9 @@ def _figure_problems(name, figure):
 
 @pytest.mark.parametrize("labelled", [True, False])
 def test_every_report_figure_is_labelled_and_filled(tmp_path, labelled):
-    from spectral_anomaly.report.registry import FIGURES, FigureInputs
     from spectral_anomaly.report.comparison import run_summary
     from spectral_anomaly.report.metrics import model_curves
+    from spectral_anomaly.report.registry import FIGURES, FigureInputs
     from spectral_anomaly.score import read_examples, read_scores
     from spectral_anomaly.thresholds import add_threshold_flags
 

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.workflow
 # (the cluster's MinJobAge of 600 s stays far above 3 x this).
 FAST_POLLING = ("--slurm-init-seconds-before-status-checks", "2")
 # The demo data is tiny: 2 GB instead of the rules' 8 GB lets four jobs share the test node.
-SMALL_MEMORY = ("train:mem_mb=2000", "baseline:mem_mb=2000")
+SMALL_MEMORY = ("train:mem_mb=2000",)
 
 DEMO_HDF5 = {
     "format": "hdf5_array", "path": "demo://spectra.h5", "dataset": "spectra",
@@ -70,7 +70,7 @@ FAILURE_CONFIG = {
 
 # Injected faults, outside the pipeline's code: bash sources $BASH_ENV before every `bash -c`
 # that Snakemake runs a rule's shell command with, inside the SLURM job. The training of the
-# VAE writes half a model file and exits 1 (a crash); the PCA baseline writes half a score table
+# VAE writes half a model file and exits 1 (a crash); the fit of the PCA writes half a score table
 # and hangs until SLURM kills it at its (tiny) runtime.
 FAULTS = r"""
 case "$BASH_EXECUTION_STRING" in
@@ -78,9 +78,9 @@ case "$BASH_EXECUTION_STRING" in
     [[ $BASH_EXECUTION_STRING =~ --model-file\ ([^ ]+) ]] && echo partial > "${BASH_REMATCH[1]}"
     echo "injected failure: training crashed" >&2
     exit 1 ;;
-*"spectral-anomaly baseline "*)
+*"spectral-anomaly train "*"--model pca "*)
     [[ $BASH_EXECUTION_STRING =~ --scores\ ([^ ]+) ]] && echo partial > "${BASH_REMATCH[1]}"
-    echo "injected hang: baseline waits for SLURM's time limit" >&2
+    echo "injected hang: the PCA job waits for SLURM's time limit" >&2
     sleep 600 ;;
 esac
 """
@@ -205,10 +205,10 @@ def sweep_on_slurm(cluster, local_run, tmp_path_factory):
 def test_every_job_of_the_sweep_ran_as_a_slurm_job(cluster, sweep_on_slurm):
     workdir, output = sweep_on_slurm
     jobs = slurm_jobs(output)
-    n_models = len(SWEEP_CONFIG["models"]) * len(SWEEP_CONFIG["training"]["seeds"])
+    n_models = 2 * len(SWEEP_CONFIG["training"]["seeds"]) + 1  # AE and VAE per seed, and the PCA
     n_datasets = len(SWEEP_CONFIG["datasets"])
     expected = {"run_config": 1, "demo_data": 1, "ingest": n_datasets, "split": n_datasets, "normalize": n_datasets,
-                "baseline": n_datasets, "train": n_datasets * n_models,  # a train job also scores its model
+                "train": n_datasets * n_models,  # a train job also scores its detector
                 "report": n_datasets, "manifest": 1}
     assert pd.Series([rule for rule, _ in jobs.values()]).value_counts().to_dict() == expected
     # every job ran on the cluster and finished there: slurmctld knows it as COMPLETED, and its
@@ -222,8 +222,8 @@ def test_every_job_of_the_sweep_ran_as_a_slurm_job(cluster, sweep_on_slurm):
         assert log.is_file() and log.name == f"{slurm_id}.log"
     version = one_version(workdir, SWEEP_CONFIG["run_name"])
     assert (version / "manifest.json").is_file()
-    assert sorted(p.name for p in (version / "models" / "demo_root").glob("*.pt")) == [
-        "ae-seed0.pt", "ae-seed1.pt", "vae-seed0.pt", "vae-seed1.pt"]
+    assert sorted(p.name for p in (version / "models" / "demo_root").glob("*.npz")) == [
+        "ae-seed0.npz", "ae-seed1.npz", "pca.npz", "vae-seed0.npz", "vae-seed1.npz"]
 
 
 def test_the_sweep_runs_concurrently_and_the_report_waits_for_all(cluster, sweep_on_slurm):
@@ -241,7 +241,7 @@ def test_the_sweep_runs_concurrently_and_the_report_waits_for_all(cluster, sweep
     for dataset in SWEEP_CONFIG["datasets"]:
         (report,) = [s for s in states.values() if s["comment"] == f"rule_report_wildcards_{dataset}"]
         inputs = [states[i] for i, (rule, _) in jobs.items()
-                  if rule in ("train", "baseline") and f"_wildcards_{dataset}" in states[i]["comment"]]
+                  if rule == "train" and f"_wildcards_{dataset}" in states[i]["comment"]]
         assert len(inputs) == 4 + 1
         assert report["start"] >= max(job["end"] for job in inputs)
     (manifest,) = [states[i] for i, (rule, _) in jobs.items() if rule == "manifest"]
@@ -268,8 +268,9 @@ def test_a_failed_and_a_timed_out_job_are_reported_and_a_rerun_resumes(cluster, 
     faults = tmp_path / "faults.sh"
     faults.write_text(FAULTS)
     workdir = tmp_path / "run"
-    # baseline gets a runtime of 1 minute (SLURM's smallest), which its hang exceeds
-    failed = on_slurm(workdir, FAILURE_CONFIG, "baseline:runtime=1", env={**cluster, "BASH_ENV": str(faults)})
+    # training jobs get a runtime of 1 minute (SLURM's smallest): the autoencoder's needs seconds, the
+    # PCA's hang exceeds it
+    failed = on_slurm(workdir, FAILURE_CONFIG, "train:runtime=1", env={**cluster, "BASH_ENV": str(faults)})
     output = failed.stdout
     assert failed.returncode != 0
     version = one_version(workdir, FAILURE_CONFIG["run_name"])
@@ -280,18 +281,18 @@ def test_a_failed_and_a_timed_out_job_are_reported_and_a_rerun_resumes(cluster, 
     for slurm_id, (rule, log) in jobs.items():
         by_rule.setdefault(rule, []).append((slurm_id, log))
     (train_vae,) = [(i, log) for i, log in by_rule["train"] if log.parent.name == "demo_hdf5_vae"]
-    ((baseline, baseline_log),) = by_rule["baseline"]
+    ((pca_job, pca_log),) = [(i, log) for i, log in by_rule["train"] if log.parent.name == "demo_hdf5_pca"]
     assert states[train_vae[0]]["state"] == "FAILED"
-    assert states[baseline]["state"] == "TIMEOUT"
+    assert states[pca_job]["state"] == "TIMEOUT"
 
     # reported with the rule's log and the SLURM job's log
     assert f"SLURM-job '{train_vae[0]}' failed, SLURM status is: 'FAILED'" in output
-    assert f"SLURM-job '{baseline}' failed, SLURM status is: 'TIMEOUT'" in output
+    assert f"SLURM-job '{pca_job}' failed, SLURM status is: 'TIMEOUT'" in output
     assert f"{relative}/logs/train/demo_hdf5/vae.log" in output
-    assert f"{relative}/logs/baseline/demo_hdf5.log" in output
-    assert str(train_vae[1]) in output and str(baseline_log) in output
+    assert f"{relative}/logs/train/demo_hdf5/pca.log" in output
+    assert str(train_vae[1]) in output and str(pca_log) in output
     assert "injected failure: training crashed" in (workdir / train_vae[1]).read_text()
-    assert "DUE TO TIME LIMIT" in (workdir / baseline_log).read_text()
+    assert "DUE TO TIME LIMIT" in (workdir / pca_log).read_text()
 
     # no partial outputs: the half-written model and score table are gone, nothing depends on them
     assert not (version / "models" / "demo_hdf5" / "vae.pt").exists()
@@ -306,6 +307,6 @@ def test_a_failed_and_a_timed_out_job_are_reported_and_a_rerun_resumes(cluster, 
     rerun = on_slurm(workdir, FAILURE_CONFIG, env=cluster)
     assert rerun.returncode == 0, rerun.stdout[-5000:]
     rerun_rules = sorted(rule for rule, _ in slurm_jobs(rerun.stdout).values())
-    assert rerun_rules == ["baseline", "manifest", "report", "train"]
+    assert rerun_rules == ["manifest", "report", "train", "train"]
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in done_before.items())
     assert (version / "manifest.json").is_file() and (version / "models" / "demo_hdf5" / "vae.pt").stat().st_size > 1000

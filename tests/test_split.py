@@ -13,8 +13,8 @@ from spectral_anomaly.exceptions import (
     InputFileError,
     InvalidSpectraError,
 )
-from spectral_anomaly.store.formats import FORMAT_VERSIONS
 from spectral_anomaly.split import make_split, read_split, split_labels, write_split
+from spectral_anomaly.store.formats import FORMAT_VERSIONS
 
 
 def _check_partition(split: dict[str, np.ndarray], n: int) -> None:

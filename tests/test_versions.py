@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 
 from spectral_anomaly import cli
-from spectral_anomaly.store.atomic import write_json
 from spectral_anomaly.config import check_report_options
 from spectral_anomaly.exceptions import (
     ConfigError,
     FormatVersionError,
     ObjectNotFoundError,
 )
+from spectral_anomaly.store.atomic import write_json
 from spectral_anomaly.store.formats import FORMAT_VERSIONS
 from spectral_anomaly.store.provenance import result_version_name, versioned_config
 from spectral_anomaly.store.versions import (

@@ -27,6 +27,9 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from .exceptions import InputFileError, InvalidSpectraError
+from .io import RawSpectra, open_raw_spectra
+from .io.hdf5_mapping import mapped_row_blocks, row_regions
 from .store.atomic import atomic_path
 from .store.canonical import (
     create_spectra_dataset,
@@ -34,9 +37,6 @@ from .store.canonical import (
     rows_per_chunk,
     write_store_contents,
 )
-from .exceptions import InputFileError, InvalidSpectraError
-from .io import RawSpectra, open_raw_spectra
-from .io.hdf5_mapping import mapped_row_blocks, row_regions
 from .store.provenance import file_state, sha256_file
 
 log = logging.getLogger(__name__)

@@ -25,8 +25,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .store.atomic import write_json
 from .exceptions import ConfigError, InvalidSpectraError
+from .store.atomic import write_json
 from .store.formats import FORMAT_VERSIONS, read_versioned_json
 
 STEPS = ("unit_integral", "log1p", "standardize", "center_maxabs")

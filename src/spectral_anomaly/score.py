@@ -18,12 +18,13 @@ import os
 import numpy as np
 import pandas as pd
 
-from .store.atomic import atomic_path
-from .store.canonical import CanonicalSpectra
 from .columns import INPUT_PREFIX, TABLE_COLUMNS
 from .exceptions import InputFileError, InvalidSpectraError, SpectralAnomalyError
-from .store.formats import FORMAT_VERSIONS, check_format_version
 from .split import split_labels
+from .store.atomic import atomic_path
+from .store.canonical import CanonicalSpectra
+from .store.formats import FORMAT_VERSIONS, check_format_version
+
 
 def build_score_table(
     spectra: CanonicalSpectra, split: dict[str, np.ndarray], scores: dict[str, np.ndarray], *, model: str, primary: str

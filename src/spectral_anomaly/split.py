@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from .store.atomic import write_json
 from .exceptions import ConfigError, InvalidSpectraError
+from .store.atomic import write_json
 from .store.formats import FORMAT_VERSIONS, read_versioned_json
 
 SPLIT_NAMES = ("train", "validation", "test")

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .store.atomic import atomic_path, write_json
 from .config import check_bin_count, check_model_shapes, dataset_config, model_config, model_instances, split_instance
-from .store.canonical import evaluate_metadata_expression, read_canonical
 from .exceptions import InvalidSpectraError
+from .store.atomic import atomic_path, write_json
+from .store.canonical import evaluate_metadata_expression, read_canonical
 from .store.formats import FORMAT_VERSIONS, read_versioned_json, write_versioned_csv
 from .store.layout import VersionLayout
 

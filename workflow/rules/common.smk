@@ -10,6 +10,10 @@ import sys
 
 # Jobs call the spectral-anomaly program installed beside the Python running Snakemake, so the
 # pipeline works from an unactivated virtual environment (.venv/bin/snakemake) too.
+envvars:
+    "PATH",
+
+
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 from spectral_anomaly.config import check_model_shapes, check_report_options, model_instances, split_instance
@@ -88,6 +92,8 @@ OUT = f"{RESULTS_DIR}/{VERSION}"
 VERSION_FILES = VersionLayout(OUT)
 STAGE_FILES = StageLayout(RESULTS_DIR)
 RUN_CONFIG = VERSION_FILES.config
+# every job runs the spectral-anomaly program of this environment (built by --software-deployment-method conda)
+SOFTWARE = "../../environment.yml"
 USES_DEMO = any(file.startswith(DEMO_PREFIX) for files in RAW_FILES.values() for file in files)
 
 
@@ -156,26 +162,33 @@ def train_pairs(dataset, model):
             for kind in TRAIN_OUTPUTS]
 
 
+def stage_jobs():
+    """The (file in the version, shared stage output) pairs of each stage job the version uses."""
+    jobs = [demo_pairs()] if USES_DEMO else []
+    for dataset in DATASETS:
+        jobs += [dataset_pairs(stage, dataset) for stage in ("ingest", "split", "normalize")]
+        jobs += [train_pairs(dataset, model) for model in MODELS]
+    return jobs
+
+
 def stage_pairs():
     """(file in the version, shared stage output) of every stage output the version uses."""
-    pairs = demo_pairs() if USES_DEMO else []
-    for dataset in DATASETS:
-        for stage in ("ingest", "split", "normalize"):
-            pairs += dataset_pairs(stage, dataset)
-        for model in MODELS:
-            pairs += train_pairs(dataset, model)
-    return pairs
+    return [pair for job in stage_jobs() for pair in job]
 
 
-def _linked(path, shared):
-    """Whether the version links the shared output rather than running its stage: it links it already,
-    or it lacks the file and an intact shared one exists (checked by its checksum)."""
-    if os.path.islink(path):
-        return os.path.exists(path)  # a dangling link (its shared file deleted) is rebuilt by the stage
-    return not os.path.exists(path) and is_shared(shared)
+def _linked(pairs):
+    """Whether the version links a stage job's shared outputs rather than running the job: none of them
+    was written into this version, and each is linked already or shared whole (checked by its checksum).
+    A job's outputs are linked all or none (one job cannot leave some of its outputs to another rule)."""
+    for path, shared in pairs:
+        if os.path.exists(path) and not os.path.islink(path):
+            return False  # written by this version's own job
+        if not os.path.exists(path) and not is_shared(shared):
+            return False  # a dangling link or a missing file whose shared output is gone or damaged
+    return True
 
 
-LINKED = [(str(path), str(shared)) for path, shared in stage_pairs() if _linked(path, shared)]
+LINKED = [(str(path), str(shared)) for job in stage_jobs() if _linked(job) for path, shared in job]
 
 
 def share_json(pairs):
@@ -250,6 +263,11 @@ def train_gpus(wildcards):
 def stage_files(wildcards=None):
     """Every stage output of the version (run here or linked), as the reports and the manifest read them."""
     return [str(path) for path, _ in stage_pairs()]
+
+
+def version_folder(wildcards, output):
+    """The version's folder, as the report and manifest jobs are told it (their outputs lie inside it)."""
+    return OUT
 
 
 def links_json(wildcards=None):

@@ -10,6 +10,8 @@ rule run_config:
         VERSION_FILES.log("run_config"),
     benchmark:
         VERSION_FILES.benchmark("run_config")
+    conda:
+        SOFTWARE
     threads: 1
     resources:
         mem_mb=1000,
@@ -29,6 +31,8 @@ rule demo_data:
         VERSION_FILES.log("demo"),
     benchmark:
         VERSION_FILES.benchmark("demo")
+    conda:
+        SOFTWARE
     threads: 1
     resources:
         mem_mb=2000,
@@ -52,6 +56,8 @@ rule ingest:
         VERSION_FILES.log("ingest", "{dataset}"),
     benchmark:
         VERSION_FILES.benchmark("ingest", "{dataset}")
+    conda:
+        SOFTWARE
     threads: 1
     resources:
         mem_mb=4000,

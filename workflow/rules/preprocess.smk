@@ -13,6 +13,8 @@ rule split:
         VERSION_FILES.log("split", "{dataset}"),
     benchmark:
         VERSION_FILES.benchmark("split", "{dataset}")
+    conda:
+        SOFTWARE
     threads: 1
     resources:
         mem_mb=2000,
@@ -36,6 +38,8 @@ rule normalize:
         VERSION_FILES.log("normalize", "{dataset}"),
     benchmark:
         VERSION_FILES.benchmark("normalize", "{dataset}")
+    conda:
+        SOFTWARE
     threads: 1
     resources:
         mem_mb=4000,

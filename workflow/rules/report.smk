@@ -21,6 +21,8 @@ if LINKED:  # stage outputs shared already: linked, not computed again
             VERSION_FILES.log("link"),
         benchmark:
             VERSION_FILES.benchmark("link")
+        conda:
+            SOFTWARE
         threads: 1
         resources:
             mem_mb=1000,
@@ -45,13 +47,15 @@ rule report:
         build_record=VERSION_FILES.build_record("{dataset}"),
         **report_figures(),
     params:
-        result_dir=OUT,
+        result_dir=version_folder,
         figure_dir=str(VERSION_FILES.figures("{dataset}")),
         report_options=report_options_json,
     log:
         VERSION_FILES.log("report", "{dataset}"),
     benchmark:
         VERSION_FILES.benchmark("report", "{dataset}")
+    conda:
+        SOFTWARE
     threads: 1
     resources:
         mem_mb=4000,
@@ -72,12 +76,14 @@ rule manifest:
         manifest=VERSION_FILES.manifest,
         front_page=VERSION_FILES.front_page,
     params:
-        result_dir=OUT,
+        result_dir=version_folder,
         checksums=input_checksums_json,
     log:
         VERSION_FILES.log("manifest"),
     benchmark:
         VERSION_FILES.benchmark("manifest")
+    conda:
+        SOFTWARE
     threads: 1
     resources:
         mem_mb=1000,

@@ -22,6 +22,8 @@ rule train:
         VERSION_FILES.log("train", "{dataset}", "{model}"),
     benchmark:
         VERSION_FILES.benchmark("train", "{dataset}", "{model}")
+    conda:
+        SOFTWARE
     threads: 1
     resources:
         mem_mb=8000,

@@ -29,9 +29,9 @@ from ..exceptions import (
 )
 from .raw import (
     RawSpectra,
-    readable_text,
     check_edges,
     check_spectra_shape,
+    readable_text,
     source_metadata,
     uniform_edges,
     with_input_metadata,

@@ -24,7 +24,6 @@ residuals in units of the noise width sqrt(sigma^2).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 import numpy as np

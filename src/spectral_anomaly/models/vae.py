@@ -23,13 +23,13 @@ import math
 import torch
 from torch import nn
 
+from .deep import DeepDetector
 from .likelihoods import (
     Likelihood,
     decoder_channels,
     gaussian_log_likelihood,
     poisson_log_likelihood,
 )
-from .deep import DeepDetector
 from .networks import build_decoder, build_encoder
 
 #: log-variances are clamped to this range so exp() can neither overflow nor vanish

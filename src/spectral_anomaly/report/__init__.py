@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from ..store.atomic import atomic_path, write_json, write_text
 from ..exceptions import ConfigError
+from ..store.atomic import atomic_path, write_json, write_text
 from .comparison import group_column, run_summary
 from .figures import render_png
 from .html import render_report

@@ -17,8 +17,8 @@ import pandas as pd
 from .. import __version__
 from ..text import html_text as escape
 from ..thresholds import rate_label
-from .registry import FIGURES
 from .metrics import best_models
+from .registry import FIGURES
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1200px;

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
 from ..exceptions import InputFileError, SpectralAnomalyError
+from .atomic import atomic_path
 from .formats import FORMAT_VERSIONS, check_format_version
 
 #: bytes of one HDF5 chunk of X (whole rows): large enough to read at full speed

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import xxhash
 
-from .atomic import atomic_path
 from ..exceptions import ConfigError, InputFileError
+from .atomic import atomic_path
 
 CHECKPOINT_KIND = "spectral_anomaly training checkpoint"
 CHECKPOINT_VERSION = 1

@@ -33,9 +33,9 @@ from ..exceptions import (
     SpectralAnomalyError,
     closest_first,
 )
+from ..text import html_text, markdown_text, rst_text, template_text, visible
 from .formats import check_format_version, read_versioned_json
 from .layout import VersionLayout
-from ..text import html_text, markdown_text, rst_text, template_text, visible
 
 PathLike = str | os.PathLike[str]
 
@@ -522,7 +522,9 @@ def _rst_table(header: list[str], rows: list[list[str]]) -> list[str]:
     header, rows = [rst_text(c) or "\\-" for c in header], [[rst_text(c) or "\\-" for c in row] for row in rows]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     rule = "  ".join("=" * w for w in widths)
-    line = lambda row: "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+
+    def line(row: list[str]) -> str:
+        return "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
     return [rule, line(header), rule, *(line(r) for r in rows), rule, ""]
 
 
