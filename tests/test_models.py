@@ -253,6 +253,31 @@ def test_pca_detector_fit_returns_self_and_save_load_roundtrip(correlated_data, 
         np.testing.assert_array_equal(before[name], after[name], err_msg=name)
 
 
+def test_pca_negative_log_likelihood_splits_into_hotelling_t2_and_the_residual(correlated_data):
+    """-2 log p(x) = const + T^2 + Q / sigma^2: the two data terms, each a score of its own."""
+    X, X2 = correlated_data
+    detector = build_detector({"kind": "pca", "n_components": 3}, normalization=SpectrumNormalizer(["standardize"]).fit(X))
+    scores = detector.fit(X, None).score(X2)
+    assert {"hotelling_t2", "reconstruction_error"} <= set(scores) and set(detector.score_columns) <= set(scores)
+    rest = 2 * scores["pca_nll"] - scores["hotelling_t2"] - scores["reconstruction_error"] / detector.pca_.noise_variance_
+    np.testing.assert_allclose(rest, rest[0], rtol=1e-9)  # the same constant for every spectrum
+    latent = np.column_stack([scores[f"latent_{j}"] for j in range(3)]) if "latent_0" in scores else scores["latent"]
+    np.testing.assert_allclose(scores["hotelling_t2"], (latent**2 / detector.pca_.explained_variance_).sum(axis=1))
+    assert scores["hotelling_t2"].min() >= 0
+
+
+def test_score_columns_come_from_the_registry_and_every_one_is_evaluated():
+    from spectral_anomaly.columns import RESERVED_COLUMNS, SCORE_COLUMNS, SIGNED_COPIES
+    from spectral_anomaly.models import DETECTORS
+
+    for kind, entry in DETECTORS.items():
+        assert entry.score_columns, kind
+        for column in entry.score_columns:
+            assert column in RESERVED_COLUMNS, (kind, column)  # an input column of that name is kept apart
+            assert column in SCORE_COLUMNS or SIGNED_COPIES.get(column) in entry.score_columns, (kind, column)
+    assert "elbo_deviance" in SCORE_COLUMNS and "hotelling_t2" in SCORE_COLUMNS
+
+
 # --------------------------------------------------------------------------------------------
 # Training, scoring and model files (through the detector contract)
 # --------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from .models import DETECTORS
+
 log = logging.getLogger(__name__)
 
 #: each spectrum's row in the canonical store
@@ -21,13 +23,12 @@ ID_COLUMN = "spectrum_id"
 ORIGIN_COLUMNS = ("source_file", "source_object", "entry")
 #: columns a score table adds to the metadata
 TABLE_COLUMNS = ("model", "split", "label", "anomaly_score")
-#: score columns in the anomaly sign (higher = more anomalous), evaluated by the report when present
-SCORE_COLUMNS: tuple[str, ...] = (
-    "elbo_deviance", "negative_elbo", "iw_nll", "pca_nll", "reconstruction_error", "reconstruction_nll", "kl",
-    "latent_radius", "chi2", "max_abs_pull",
-)
 #: signed copies of a score (higher = more normal) -> the anomaly-sign column evaluated instead
-SIGNED_COPIES: dict[str, str] = {"elbo": "negative_elbo", "log_likelihood": "pca_nll"}
+SIGNED_COPIES: dict[str, str] = {copy: score for kind in DETECTORS.values() for copy, score in kind.signed_copies.items()}
+#: score columns in the anomaly sign (higher = more anomalous) of every detector kind, evaluated by the
+#: report when present: as the detectors declare them (:data:`spectral_anomaly.models.DETECTORS`)
+SCORE_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(
+    column for kind in DETECTORS.values() for column in kind.score_columns if column not in SIGNED_COPIES))
 #: prefixes of numbered pipeline columns: latent coordinates (latent_0, ...) and flags (flag_fpr_1pct, ...)
 RESERVED_PREFIXES = ("latent_", "flag_fpr_")
 #: every exact pipeline column name

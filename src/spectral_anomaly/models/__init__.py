@@ -5,14 +5,16 @@ Each kind is a :class:`~.base.Detector` (see :mod:`.base` for the contract) regi
 without importing it, so choosing a detector imports only what that detector needs: torch is
 imported by the jobs of the deep kinds alone.
 
-Adding a kind: a module with a :class:`~.base.Detector` subclass, its line in :data:`DETECTORS`, and
-its entry in the config schema (``schema/config.schema.yaml``).
+Adding a kind: a module with a :class:`~.base.Detector` subclass, its entry in :data:`DETECTORS`
+(which also declares its score columns, the single list of them that ingestion, score tables and the
+report read), and its entry in the config schema (``schema/config.schema.yaml``).
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..exceptions import ConfigError
@@ -28,15 +30,29 @@ class DetectorKind:
     latent_key: str
     #: whether it trains over epochs with the config's ``training`` section (and imports torch)
     trained_by_epochs: bool
+    #: every score column the kind writes (latent coordinates aside), its primary score first; each in the
+    #: anomaly sign (higher = more anomalous) unless it is a signed copy
+    score_columns: tuple[str, ...] = ()
+    #: score columns that are signed copies (higher = more normal) -> the anomaly-sign column they copy
+    signed_copies: Mapping[str, str] = field(default_factory=dict)
     #: the report ranks its table of most anomalous spectra by the first model of the highest rank
     report_rank: int = 0
 
 
 #: config ``kind`` -> where its detector lives
 DETECTORS: dict[str, DetectorKind] = {
-    "autoencoder": DetectorKind("spectral_anomaly.models.autoencoder", "AutoencoderDetector", "latent_dim", True, report_rank=1),
-    "vae": DetectorKind("spectral_anomaly.models.vae", "VAEDetector", "latent_dim", True, report_rank=2),
-    "pca": DetectorKind("spectral_anomaly.models.pca", "PCADetector", "n_components", False),
+    "autoencoder": DetectorKind(
+        "spectral_anomaly.models.autoencoder", "AutoencoderDetector", "latent_dim", True,
+        score_columns=("reconstruction_error", "chi2", "max_abs_pull"), report_rank=1),
+    "vae": DetectorKind(  # elbo_deviance (the primary score of a Poisson likelihood) only with that likelihood
+        "spectral_anomaly.models.vae", "VAEDetector", "latent_dim", True,
+        score_columns=("elbo_deviance", "negative_elbo", "elbo", "reconstruction_nll", "kl", "iw_nll", "latent_radius",
+                       "reconstruction_error", "chi2", "max_abs_pull"),
+        signed_copies={"elbo": "negative_elbo"}, report_rank=2),
+    "pca": DetectorKind(
+        "spectral_anomaly.models.pca", "PCADetector", "n_components", False,
+        score_columns=("pca_nll", "log_likelihood", "reconstruction_error", "hotelling_t2", "chi2", "max_abs_pull"),
+        signed_copies={"log_likelihood": "pca_nll"}),
 }
 DETECTOR_KINDS = tuple(DETECTORS)
 

@@ -69,6 +69,5 @@ class AutoencoderDetector(DeepDetector):
     """The autoencoder as a detector (kind ``autoencoder``), scored by its reconstruction error."""
 
     kind = "autoencoder"
-    base_score_columns = ("reconstruction_error", "chi2", "max_abs_pull")
     network_class = Autoencoder
     network_keys = ("architecture", "hidden", "conv_channels", "kernel_size", "latent_dim", "activation")

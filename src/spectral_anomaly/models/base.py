@@ -48,8 +48,6 @@ class Detector(ABC):
 
     #: the config's ``kind`` of this detector
     kind: ClassVar[str]
-    #: score columns of this kind (latent coordinates aside), the primary one first
-    base_score_columns: ClassVar[tuple[str, ...]]
 
     def __init__(self, *, normalization: SpectrumNormalizer, **params: Any) -> None:
         self.normalization = normalization
@@ -59,8 +57,10 @@ class Detector(ABC):
 
     @property
     def score_columns(self) -> tuple[str, ...]:
-        """The columns :meth:`score` returns besides ``latent_<j>``."""
-        return self.base_score_columns
+        """The columns :meth:`score` returns besides ``latent_<j>``: those its kind declares in the registry."""
+        from . import detector_kind
+
+        return detector_kind(self.kind).score_columns
 
     @property
     def primary_score(self) -> str:

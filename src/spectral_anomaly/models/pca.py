@@ -18,8 +18,11 @@ fixed the same way), without holding the data, a centred copy and the SVD's n x 
 
 :class:`PCADetector` is the pipeline's detector of kind ``pca``: the probabilistic PCA of the
 normalized training spectra. Its primary score is ``pca_nll`` (the negative log-likelihood);
-``reconstruction_error`` is the squared distance from the principal subspace; the pulls are the
-residuals in units of the noise width sqrt(sigma^2).
+the likelihood's two data terms are also kept apart, as in process monitoring with PCA:
+``reconstruction_error``, the squared distance from the principal subspace (the SPE or Q
+statistic: a shape the training spectra never had), and ``hotelling_t2`` = sum_i p_i^2 / lambda_i,
+the Mahalanobis distance within it (Hotelling's T^2: a known kind of variation, but far more of
+it than in training). The pulls are the residuals in units of the noise width sqrt(sigma^2).
 """
 
 from __future__ import annotations
@@ -146,7 +149,6 @@ class PCADetector(Detector):
     """Probabilistic PCA of the normalized spectra (kind ``pca``); parameter ``n_components``."""
 
     kind = "pca"
-    base_score_columns = ("pca_nll", "log_likelihood", "reconstruction_error", "chi2", "max_abs_pull")
 
     @classmethod
     def from_config(cls, params: dict, *, normalization, **_context) -> PCADetector:
@@ -179,7 +181,9 @@ class PCADetector(Detector):
             pulls = file_variance_pulls(counts, self.normalization.inverse_transform(projected, totals=counts.sum(axis=1)),
                                         variances)
         return {"pca_nll": -log_likelihood, "log_likelihood": log_likelihood,
-                "reconstruction_error": ((projected - Z) ** 2).sum(axis=1), **pull_summaries(pulls), "latent": latent}
+                "reconstruction_error": ((projected - Z) ** 2).sum(axis=1),
+                "hotelling_t2": (latent**2 / self.pca_.explained_variance_).sum(axis=1),
+                **pull_summaries(pulls), "latent": latent}
 
     def _reconstruct(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Z = self.normalization.transform(X).astype(np.float64)

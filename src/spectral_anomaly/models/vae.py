@@ -177,9 +177,8 @@ class VAEDetector(DeepDetector):
 
     @property
     def score_columns(self) -> tuple[str, ...]:
-        common = ("negative_elbo", "elbo", "reconstruction_nll", "kl", "iw_nll", "latent_radius",
-                  "reconstruction_error", "chi2", "max_abs_pull")
-        return ("elbo_deviance", *common) if self.params.get("likelihood") == "poisson" else common
+        columns = super().score_columns  # elbo_deviance, the primary score, for a Poisson likelihood only
+        return columns if self.params.get("likelihood") == "poisson" else tuple(c for c in columns if c != "elbo_deviance")
 
     @property
     def kl_weights(self) -> tuple[float, int]:
