@@ -4,12 +4,12 @@ Every section compares the pipeline's own code, called as the workflow calls it,
 reference on the same data in the same process, and prints the ratio (pipeline speed over
 reference speed: 1.0 = as fast as the reference, higher = faster):
 
-``training``  ``train.train_model`` (with the resume checkpoint written every epoch, the validation
+``training``  fitting a deep detector (``models.build_detector(...).fit``, with the resume checkpoint written every epoch, the validation
               loss, logging, bf16 where selected) against a minimal loop over one in-memory tensor
               of the same architecture, batch size, data and number of epochs (plain float32 Adam,
               index permutation, no validation, no checkpoint), for the AE and the VAE. Optional:
               PyOD's AutoEncoder of the same size.
-``scoring``   ``score.score_deep_model`` (the VAE with the configured K = 16 Monte-Carlo samples)
+``scoring``   ``Detector.score`` (the VAE with the configured K = 16 Monte-Carlo samples)
               against a bare forward pass of the same model computing the same score and nothing
               else (AE: reconstruction error; VAE: the K-sample ELBO), and PyOD's
               ``decision_function`` on an AutoEncoder of the same size.
@@ -174,22 +174,24 @@ def checkpoint_write_seconds(model, workdir: Path, repeat: int = 5) -> float:
     return best
 
 
-def pipeline_training(kind: str, X_train: np.ndarray, X_validation: np.ndarray, normalization: dict, *, epochs: int,
+def pipeline_training(kind: str, X_train: np.ndarray, X_validation: np.ndarray, normalizer, *, epochs: int,
                       batch_size: int, device: str, precision: str, compile: bool, workdir: Path):
-    """Seconds of ``train_model`` as ``stages.run_train`` calls it (checkpoint every epoch), and its result."""
-    from spectral_anomaly.stages import model_hyperparameters
-    from spectral_anomaly.train import train_model
+    """Seconds of fitting the kind's detector as ``stages.run_train`` does (from raw spectra, checkpoint
+    every epoch), and the fitted detector."""
+    from spectral_anomaly.models import build_detector
 
-    hyperparameters = model_hyperparameters(model_spec(kind), n_bins=X_train.shape[1], normalization=normalization)
-    checkpoint = workdir / f"{kind}.pt.checkpoint"
+    checkpoint = workdir / f"{kind}.npz.checkpoint"
     checkpoint.unlink(missing_ok=True)
+    detector = build_detector(
+        model_spec(kind), normalization=normalizer, seed=0, checkpoint_path=checkpoint,
+        training={"epochs": epochs, "batch_size": batch_size, "learning_rate": 1e-3, "patience": 10**6, "device": device,
+                  "precision": precision, "compile": compile, "validation_max_spectra": 20_000},
+        scoring={"mc_samples": MC_SAMPLES, "batch_size": SCORE_BATCH, "seed": 0})
     synchronize(device)
     start = time.perf_counter()
-    result = train_model(hyperparameters, X_train, X_validation, epochs=epochs, batch_size=batch_size,
-                         learning_rate=1e-3, patience=10**6, seed=0, device=device, checkpoint_path=checkpoint,
-                         precision=precision, compile=compile, validation_max_spectra=20_000)
+    detector.fit(X_train, X_validation)
     synchronize(device)
-    return time.perf_counter() - start, result
+    return time.perf_counter() - start, detector
 
 
 def bf16_is_fast(device: str) -> bool:
@@ -208,7 +210,6 @@ def run_training_and_scoring(args: argparse.Namespace, sections: set[str], workd
     import torch
 
     from spectral_anomaly.normalize import SpectrumNormalizer
-    from spectral_anomaly.score import score_deep_model
 
     device, n, bs = args.device, args.n_spectra, args.batch_size
     X_train, _ = synthetic_spectra(n, args.n_bins, seed=1)
@@ -221,14 +222,14 @@ def run_training_and_scoring(args: argparse.Namespace, sections: set[str], workd
     # warm-up: the first Adam step and the first kernels of a process are slow; pay them before timing
     for kind in ("autoencoder", "vae"):
         minimal_training(kind, train_normalized[:4096], epochs=1, batch_size=bs, device=device)
-        pipeline_training(kind, X_train[:4096], X_validation[:1024], normalizer.to_dict(), epochs=1, batch_size=bs,
+        pipeline_training(kind, X_train[:4096], X_validation[:1024], normalizer, epochs=1, batch_size=bs,
                           device=device, precision="fp32", compile=False, workdir=workdir)
     models = {}
     for kind in ("autoencoder", "vae"):
         if "training" not in sections:
-            models[kind] = pipeline_training(kind, X_train[:4096], X_validation[:1024], normalizer.to_dict(), epochs=1,
+            models[kind] = pipeline_training(kind, X_train[:4096], X_validation[:1024], normalizer, epochs=1,
                                              batch_size=bs, device=device, precision="fp32", compile=False,
-                                             workdir=workdir)[1].model
+                                             workdir=workdir)[1]
             continue
         times: dict[str, list[float]] = {"minimal_fp32": [], **{f"pipeline_{p}": [] for p in precisions}}
         epochs: dict[str, list[float]] = {name: [] for name in times}
@@ -237,21 +238,21 @@ def run_training_and_scoring(args: argparse.Namespace, sections: set[str], workd
             times["minimal_fp32"].append(seconds)
             epochs["minimal_fp32"] += per_epoch
             for precision in precisions:
-                seconds, result = pipeline_training(kind, X_train, X_validation, normalizer.to_dict(), epochs=args.epochs,
+                seconds, result = pipeline_training(kind, X_train, X_validation, normalizer, epochs=args.epochs,
                                                     batch_size=bs, device=device, precision=precision, compile=False,
                                                     workdir=workdir)
                 times[f"pipeline_{precision}"].append(seconds)
-                epochs[f"pipeline_{precision}"] += result.history["seconds"].tolist()
+                epochs[f"pipeline_{precision}"] += result.history_["seconds"].tolist()
                 if precision == "fp32":
-                    models[kind] = result.model
+                    models[kind] = result
         if args.compile:
             name = "pipeline_bf16_compile" if "bf16" in precisions else "pipeline_fp32_compile"
-            seconds, result = pipeline_training(kind, X_train, X_validation, normalizer.to_dict(), epochs=args.epochs,
+            seconds, result = pipeline_training(kind, X_train, X_validation, normalizer, epochs=args.epochs,
                                                 batch_size=bs, device=device, precision=precisions[-1], compile=True,
                                                 workdir=workdir)
-            times[name], epochs[name] = [seconds], result.history["seconds"].tolist()[1:]  # epoch 1 compiles
-        write = checkpoint_write_seconds(models[kind].cpu(), workdir)
-        models[kind].to(device)
+            times[name], epochs[name] = [seconds], result.history_["seconds"].tolist()[1:]  # epoch 1 compiles
+        write = checkpoint_write_seconds(models[kind].network_.cpu(), workdir)
+        models[kind].network_.to(device)
         rates = {name: n * args.epochs / min(values) for name, values in times.items()}
         # per epoch: the best epoch of each, the pipeline's with its checkpoint write added
         epoch_rates = {name: n / (min(values) + (write if name.startswith("pipeline") else 0.0))
@@ -266,17 +267,17 @@ def run_training_and_scoring(args: argparse.Namespace, sections: set[str], workd
         out["training_pyod"] = pyod_training(train_normalized.cpu().numpy(), epochs=1, batch_size=bs, device=device)
     if "scoring" in sections:
         X_all = np.concatenate([X_train, X_validation])[:n]
-        all_raw = torch.as_tensor(X_all).to(device)
+        all_raw = torch.as_tensor(X_all, dtype=torch.float32).to(device)
         for kind in ("autoencoder", "vae"):
-            model = models[kind]
+            detector = models[kind]
             pipeline, bare = [], []
             for _ in range(args.repeat):
                 synchronize(device)
                 start = time.perf_counter()
-                score_deep_model(model, X_all, mc_samples=MC_SAMPLES, seed=0, device=device, batch_size=SCORE_BATCH)
+                detector.score(X_all)
                 synchronize(device)
                 pipeline.append(time.perf_counter() - start)
-                bare.append(bare_scoring(kind, model, all_raw, device=device))
+                bare.append(bare_scoring(kind, detector, all_raw, device=device))
             rates = {"pipeline": n / min(pipeline), "bare_forward": n / min(bare)}
             out[f"scoring_{kind}"] = {"seconds": {"pipeline": pipeline, "bare_forward": bare}, "spectra_per_s": rates,
                                       "ratio_to_bare_forward": rates["pipeline"] / rates["bare_forward"],
@@ -289,14 +290,21 @@ def run_training_and_scoring(args: argparse.Namespace, sections: set[str], workd
     return out
 
 
-def bare_scoring(kind: str, model, X, *, device: str) -> float:
-    """Seconds of a bare forward pass of the same model over raw spectra ``X`` (a tensor on the device)
-    computing the same score and nothing else: normalization, encoder, decoder and the AE's squared
-    error, or the VAE's K-sample ELBO (one decoder call on K x batch latent codes)."""
+def bare_scoring(kind: str, detector, X, *, device: str) -> float:
+    """Seconds of a bare forward pass of the detector's network over raw spectra ``X`` (a float32 tensor on
+    the device) computing the same score and nothing else: normalization ((x - mean) / scale per bin, one
+    fused step), encoder, decoder and the AE's squared error, or the VAE's K-sample ELBO (one decoder call
+    on K x batch latent codes)."""
     import torch
 
+    model = detector.network_.to(device).eval()
+    steps = detector.normalization.to_dict()
+    assert steps["steps"] == ["unit_integral", "standardize"], steps["steps"]
+    mean = torch.as_tensor(steps["params"][1]["mean"], dtype=torch.float32, device=device)
+    scale = torch.as_tensor(steps["params"][1]["std"], dtype=torch.float32, device=device)
+
     def score(x):
-        normalized = model.normalize(x)
+        normalized = (x / x.sum(dim=-1, keepdim=True) - mean) / scale
         if kind == "autoencoder":
             return (model.decoder(model.encoder(normalized))[..., 0, :] - normalized).pow(2).sum(dim=-1)
         mu, logvar = model.encode(normalized)
@@ -512,6 +520,19 @@ def fixed_costs() -> dict[str, float]:
     return {"python_start": python, "job_start": package, "torch_import": with_torch - package}
 
 
+def deep_training_jobs(config_path: Path) -> int:
+    """The train jobs of a config whose detectors are trained over epochs (with torch)."""
+    import yaml
+
+    from spectral_anomaly.config import model_instances, split_instance, validate_config
+    from spectral_anomaly.models import detector_kind
+
+    config = validate_config(yaml.safe_load(config_path.read_text()))
+    deep = [m for m in model_instances(config)
+            if detector_kind(config["models"][split_instance(config, m)[0]]["kind"]).trained_by_epochs]
+    return len(deep) * len(config["datasets"])
+
+
 def run_endtoend(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     run_dir = workdir / "endtoend"
     run_dir.mkdir()
@@ -521,11 +542,11 @@ def run_endtoend(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     jobs = dry_run_jobs(dry.stdout + dry.stderr)
     wall, _ = snakemake(run_dir, config)
     nothing_to_do, _ = snakemake(run_dir, config)  # Snakemake's own start: parse, validate, build the DAG
-    (result_dir,) = [p for p in (run_dir / "results").iterdir() if p.is_dir()]
+    (result_dir,) = [p for p in (run_dir / "results").iterdir() if p.is_dir() and not p.name.startswith(".")]
     records = job_benchmarks(result_dir)
     costs = fixed_costs()
     n_jobs = sum(jobs.values())
-    torch_jobs = sum(jobs.get(rule, 0) for rule in ("train", "score"))  # the only subcommands importing torch
+    torch_jobs = deep_training_jobs(config)  # the only jobs importing torch
     fixed_cpu = n_jobs * costs["job_start"] + torch_jobs * costs["torch_import"]
     return {"wall_seconds": wall, "jobs": jobs, "n_jobs": n_jobs, "torch_importing_jobs": torch_jobs,
             "snakemake_start_seconds": nothing_to_do, "per_job": costs, "fixed_job_seconds_total": fixed_cpu,
@@ -574,7 +595,7 @@ def pipeline_run(run_dir: Path, *, n_spectra: int, n_bins: int, epochs: int) -> 
     config = run_dir / "config.yaml"
     scaling_config(config, input_path=input_path, epochs=epochs)
     wall, _ = snakemake(run_dir, config)
-    (result_dir,) = [p for p in (run_dir / "results").iterdir() if p.is_dir()]
+    (result_dir,) = [p for p in (run_dir / "results").iterdir() if p.is_dir() and not p.name.startswith(".")]
     records = job_benchmarks(result_dir)
     per_rule: dict[str, float] = {}
     for record in records:

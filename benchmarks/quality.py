@@ -4,10 +4,10 @@ What it does
 ------------
 For each dataset it runs the pipeline's stages exactly as the workflow does, by calling the
 stage functions of :mod:`spectral_anomaly.stages` (``run_ingest``, ``run_split``,
-``run_normalize``, ``run_train`` and ``run_score`` per model, ``run_baseline``) on a config from
+``run_normalize`` and ``run_train`` per model, which fits and scores it) on a config from
 ``benchmarks/quality_configs/`` validated with :func:`spectral_anomaly.config.validate_config`
-(which fills the defaults), writing into ``<out>/<dataset>/`` with the workflow's layout
-(``data/``, ``splits/``, ``normalization/``, ``models/<dataset>/``, ``scores/<dataset>/``).
+(which fills the defaults), writing into ``<out>/<dataset>/`` with the workflow's layout of a
+result version (:class:`spectral_anomaly.store.layout.VersionLayout`).
 It then reads every score table with :func:`spectral_anomaly.score.read_scores` and computes, on
 the rows of the ``test`` split (as the report's ``metrics.json`` does), the ROC AUC and the average
 precision (PR AUC) of every score column of every model, and the difference of each ROC AUC to
@@ -82,15 +82,23 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+def _score_columns(kind: str | None = None) -> tuple[str, ...]:
+    from spectral_anomaly.columns import SCORE_COLUMNS as ALL
+    from spectral_anomaly.models import DETECTORS
+
+    return ALL if kind is None else tuple(c for c in DETECTORS[kind].score_columns if c in ALL)
+
+
 CMS_CSV = DATA_ROOT / "cms_dqm_pixel_zerobias2017B" / "data_small_train.csv"
 GAMMA_H5 = DATA_ROOT / "gamma_nai_baldr" / "measurements.h5"
 CONFIG_DIR = Path(__file__).resolve().parent / "quality_configs"
 DATASETS = ("cms_pixel", "gamma_nai_derived")
 
-#: score columns evaluated, in table order (higher = more anomalous for every one of them)
-SCORE_COLUMNS = ("anomaly_score", "negative_elbo", "iw_nll", "reconstruction_nll", "kl", "latent_radius",
-                 "pca_nll", "reconstruction_error", "chi2", "max_abs_pull")
-PCA_SCORES = ("pca_nll", "reconstruction_error", "chi2", "max_abs_pull")
+#: score columns evaluated, in table order (higher = more anomalous for every one of them): the table's
+#: anomaly_score and every anomaly-sign score the detectors declare (spectral_anomaly.columns.SCORE_COLUMNS)
+SCORE_COLUMNS = ("anomaly_score", *_score_columns())
+#: the PCA's anomaly-sign scores, of which the best is the reference
+PCA_SCORES = _score_columns("pca")
 #: a harder subset of each test split, evaluated on its own (pandas query over the score table)
 HARD_SUBSETS = {
     "cms_pixel": ("run == 297050", "run 297050 only: its 5 bad lumisections vs its held-out good ones"),
@@ -210,7 +218,8 @@ def load_quality_config(dataset: str, *, data_path: Path, quick: bool, device: s
         unknown = sorted(set(models) - set(config["models"]))
         if unknown:
             raise SystemExit(f"{source}: no model(s) {unknown}; configured: {', '.join(config['models'])}")
-        config["models"] = {name: spec for name, spec in config["models"].items() if name in models}
+        config["models"] = {name: spec for name, spec in config["models"].items()
+                            if name in models or spec["kind"] == "pca"}  # the PCA is the reference
     return validate_config(config, source=source)
 
 
@@ -296,13 +305,10 @@ def run_dataset(dataset: str, config: dict[str, Any], out: Path) -> dict[str, An
     from spectral_anomaly import stages
     from spectral_anomaly.config import model_config
     from spectral_anomaly.store.canonical import read_canonical
+    from spectral_anomaly.store.layout import VersionLayout
 
-    data = out / "data" / f"{dataset}.h5"
-    split = out / "splits" / f"{dataset}.json"
-    normalization = out / "normalization" / f"{dataset}.json"
-    models_dir, scores_dir = out / "models" / dataset, out / "scores" / dataset
-    for folder in (data.parent, split.parent, normalization.parent, models_dir, scores_dir):
-        folder.mkdir(parents=True, exist_ok=True)
+    layout = VersionLayout(out)
+    data, split, normalization = layout.store(dataset), layout.split(dataset), layout.normalization(dataset)
     result: dict[str, Any] = {"config": copy.deepcopy(config), "models": {}, "errors": {}, "seconds": {}}
 
     def timed(name: str, function, *args, **kwargs) -> bool:
@@ -329,25 +335,17 @@ def run_dataset(dataset: str, config: dict[str, Any], out: Path) -> dict[str, An
     print(f"  split: {split_sizes}", file=sys.stderr)
 
     tables: dict[str, Path] = {}
-    if timed("pca", stages.run_baseline, config, dataset, data_path=data, split_path=split,
-             normalization_path=normalization, model_path=models_dir / "pca.npz",
-             scores_path=scores_dir / "pca.parquet", examples_path=scores_dir / "pca.examples.npz"):
-        tables["pca"] = scores_dir / "pca.parquet"
     for model in model_names(config):
-        print(f"  {model}: training ...", file=sys.stderr, flush=True)
-        trained = timed(f"{model}.train", stages.run_train, config, dataset, model, data_path=data, split_path=split,
-                        normalization_path=normalization, model_path=models_dir / f"{model}.pt",
-                        history_path=models_dir / f"{model}.history.csv",
-                        summary_path=models_dir / f"{model}.summary.json")
-        if trained and timed(f"{model}.score", stages.run_score, config, dataset, model, data_path=data,
-                             split_path=split, model_path=models_dir / f"{model}.pt",
-                             scores_path=scores_dir / f"{model}.parquet",
-                             examples_path=scores_dir / f"{model}.examples.npz"):
-            tables[model] = scores_dir / f"{model}.parquet"
-            summary = json.loads((models_dir / f"{model}.summary.json").read_text())
+        print(f"  {model}: fitting ...", file=sys.stderr, flush=True)
+        if timed(f"{model}.train", stages.run_train, config, dataset, model, data_path=data, split_path=split,
+                 normalization_path=normalization, model_path=layout.model(dataset, model),
+                 history_path=layout.history(dataset, model), summary_path=layout.summary(dataset, model),
+                 scores_path=layout.scores(dataset, model), examples_path=layout.examples(dataset, model)):
+            tables[model] = layout.scores(dataset, model)
+            summary = json.loads(layout.summary(dataset, model).read_text())
             result["models"][model] = {"training": summary}
-            print(f"  {model}: {summary['epochs_trained']} epochs (best {summary['best_epoch']}), "
-                  f"{result['seconds'][f'{model}.train']:.1f} s", file=sys.stderr)
+            epochs = f"{summary['epochs_trained']} epochs (best {summary['best_epoch']}), " if summary.get("epochs_trained") else ""
+            print(f"  {model}: {epochs}{result['seconds'][f'{model}.train']:.1f} s", file=sys.stderr)
 
     test_rows = None
     for model, table_path in tables.items():
@@ -359,7 +357,7 @@ def run_dataset(dataset: str, config: dict[str, Any], out: Path) -> dict[str, An
         test_rows = evaluation.pop("test_rows")
         entry = result["models"].setdefault(model, {})
         entry.update(evaluation)
-        entry["spec"] = {"kind": "pca"} if model == "pca" else dict(model_config(config, model))
+        entry["spec"] = dict(model_config(config, model))
     if test_rows is not None:  # reference: the raw totals, which every normalization divides out
         spectra = read_canonical(data)
         totals = spectra.X.astype(np.float64).sum(axis=1)[test_rows["spectrum_id"].to_numpy()]
@@ -420,7 +418,7 @@ def markdown_tables(dataset: str, result: dict[str, Any]) -> str:
         return (f"| {model} | {label} | {_fmt(values['roc_auc'])} | {_fmt(values['roc_auc_se'])} | "
                 f"{_fmt(delta, signed=True)} | {_fmt(values['pr_auc'])} | {z} | {_fmt(values.get('subset_roc_auc'))} |")
 
-    for model in ["pca", *[m for m in result["models"] if m != "pca"]]:
+    for model in ["pca", *[m for m in result["models"] if m != "pca"]]:  # the reference first
         entry = result["models"].get(model)
         if not entry or "scores" not in entry:
             continue
@@ -434,7 +432,7 @@ def markdown_tables(dataset: str, result: dict[str, Any]) -> str:
     lines.append("|---|---|---|---|---|---|")
     for model, entry in result["models"].items():
         training = entry.get("training")
-        if training:
+        if training and training.get("best_validation_loss") is not None:  # trained over epochs
             lines.append(f"| {model} | {_describe(entry['spec'])} | {training['epochs_trained']} | {training['best_epoch']} | "
                          f"{training['best_validation_loss']:.4g} | {training['training_seconds']:.1f} |")
     if result["errors"]:

@@ -2,7 +2,7 @@
 
 One small run in a temporary folder; then the report options change (``snakemake reports``), the
 reports are forced (``--forcerun report``) and ``snakemake --report`` is built, and every time no
-ingest, split, normalize, train, score or baseline job may run and none of their files may change.
+ingest, split, normalize or train job may run and none of their files may change.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def test_forcerun_report_rebuilds_the_html_after_a_change_of_report_code(run):
     result = snakemake(workdir, NEW_REPORT_OPTIONS, "--forcerun", "report")
     assert result.returncode == 0, result.stderr[-4000:]
     assert jobs_run(result) == {"report", "all"}
-    assert not jobs_run(result) & {"ingest", "split", "normalize", "train", "score", "baseline", "demo_data", "run_config"}
+    assert not jobs_run(result) & {"ingest", "split", "normalize", "train", "link", "demo_data", "run_config"}
     assert stored_mtimes(version) == before
     assert html.stat().st_mtime_ns > html_before and html.read_text().count("data:image/png;base64,") >= 5
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -489,3 +490,16 @@ def test_every_report_figure_is_labelled_and_filled(tmp_path, labelled):
         if labelled and name in ("roc", "precision_recall"):
             assert any(type(c).__name__.endswith("PolyCollection") for ax in figure.axes for c in ax.collections), name
     assert not problems, "\n".join(problems)
+
+
+def test_the_snakemake_report_captions_are_written_from_the_figure_registry(tmp_path):
+    """workflow/report/<figure>.rst are generated (scripts/write_report_captions.py): each says what the registry says."""
+    from spectral_anomaly.report.registry import FIGURES, snakemake_caption, write_snakemake_captions
+
+    folder = Path(__file__).resolve().parents[1] / "workflow" / "report"
+    for name, figure in FIGURES.items():
+        assert (folder / f"{name}.rst").read_text() == snakemake_caption(name), (
+            f"{name}.rst is out of date: run scripts/write_report_captions.py")
+        assert figure.caption in snakemake_caption(name)
+    written = write_snakemake_captions(tmp_path)
+    assert sorted(p.name for p in written) == sorted(f"{name}.rst" for name in FIGURES)

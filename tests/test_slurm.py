@@ -295,7 +295,7 @@ def test_a_failed_and_a_timed_out_job_are_reported_and_a_rerun_resumes(cluster, 
     assert "DUE TO TIME LIMIT" in (workdir / pca_log).read_text()
 
     # no partial outputs: the half-written model and score table are gone, nothing depends on them
-    assert not (version / "models" / "demo_hdf5" / "vae.pt").exists()
+    assert not (version / "models" / "demo_hdf5" / "vae.npz").exists()
     assert not list((version / "models" / "demo_hdf5").glob("vae.*"))
     assert not list((version / "scores" / "demo_hdf5").glob("pca.*"))
     assert not (version / "reports").exists() and not (version / "manifest.json").exists()
@@ -309,4 +309,4 @@ def test_a_failed_and_a_timed_out_job_are_reported_and_a_rerun_resumes(cluster, 
     rerun_rules = sorted(rule for rule, _ in slurm_jobs(rerun.stdout).values())
     assert rerun_rules == ["manifest", "report", "train", "train"]
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in done_before.items())
-    assert (version / "manifest.json").is_file() and (version / "models" / "demo_hdf5" / "vae.pt").stat().st_size > 1000
+    assert (version / "manifest.json").is_file() and (version / "models" / "demo_hdf5" / "vae.npz").stat().st_size > 1000

@@ -3,7 +3,7 @@
 The temporary file is named ``.<name>.<pid>@<host>.<random>.tmp``. A writer killed outright
 (SIGKILL, power loss) cannot remove its own; the next writer of the same file on the same host
 removes those of processes that no longer run, so a rerun after a kill leaves nothing behind.
-Large binary results (``.pt``, ``.parquet``, ``.h5``) also get a checksum sidecar
+Result files (models, stores, score tables, the JSON, CSV and YAML records) also get a checksum sidecar
 (:mod:`.integrity`) before the rename.
 """
 

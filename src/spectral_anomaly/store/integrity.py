@@ -1,7 +1,7 @@
 """Checksums that catch result files damaged after they were written.
 
 A truncated model, score table or canonical store fails to parse, but a changed byte in the
-middle of one often still parses (HDF5 data, parquet data pages and the tensors of a ``.pt`` file
+middle of one often still parses (HDF5 data, parquet data pages and the arrays of a ``.npz`` model file
 carry no checksum of their own), and an edited split, normalization or config file parses as well
 as the original. So every result file written through :func:`.atomic.atomic_path` (the suffixes
 of :data:`CHECKSUMMED_SUFFIXES`: models, stores, score tables, examples, splits, normalizations,
@@ -28,7 +28,7 @@ import xxhash
 from ..exceptions import InputFileError
 
 #: suffixes of the files that get a checksum sidecar: every result file a later stage reads
-CHECKSUMMED_SUFFIXES = (".pt", ".parquet", ".h5", ".npz", ".json", ".csv", ".yaml")
+CHECKSUMMED_SUFFIXES = (".parquet", ".h5", ".npz", ".json", ".csv", ".yaml")
 #: the sidecar's suffix, after the file's own name
 SIDECAR_SUFFIX = "xxh128"
 #: bytes mapped at a time while hashing, so a large file never counts whole towards resident memory

@@ -6,7 +6,8 @@ A version is a folder ``<results_dir>/<run_name>-<hash>/``::
     manifest.json, manifest.rst          provenance, and the front page of snakemake --report
     demo/spectra.h5, demo/spectra.root   the built-in demo data, where a dataset uses it
     data/<dataset>.h5                    canonical store (this and the files below up to the reports are
-                                         links to the shared stage outputs, see StageLayout)
+                                         written by the version's own jobs, or links to the shared stage
+                                         outputs of an earlier version with the same keys, see StageLayout)
     splits/<dataset>.json                train / validation / test indices
     normalization/<dataset>.json         fitted on the training split
     models/<dataset>/<model>.npz         a detector (every kind), with .history.csv and .summary.json

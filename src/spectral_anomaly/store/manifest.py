@@ -17,7 +17,7 @@ from typing import Any
 
 from .formats import FORMAT_VERSIONS
 from .layout import FRONT_PAGE, MANIFEST, RUN_RECORD_FOLDERS
-from .provenance import git_commit, package_versions, sha256_file, utc_now
+from .provenance import git_commit, package_versions, sha256_file, utc_now, versioned_config
 
 #: (folder, suffix) -> kind of file, for the files of a result version
 FILE_KINDS = (
@@ -126,6 +126,6 @@ def build_manifest(config: dict[str, Any], *, result_dir: Path, input_checksums:
         "devices": devices,
         "input_checksums": input_checksums,
         "format_versions": FORMAT_VERSIONS,
-        "config": config,
+        "config": versioned_config(config),  # the report options are in each report's build record
         "files": files,
     }

@@ -1,7 +1,7 @@
 """Resume a killed training job: the whole training state after every epoch, checked before use.
 
-:func:`~.train.train_model` writes a resume checkpoint after every epoch (atomically; by the
-workflow beside the model file as ``<model>.pt.checkpoint``) and deletes it when training ends.
+:func:`~.train.train_network` writes a resume checkpoint after every epoch (atomically; by the
+workflow beside the model file as ``<model>.npz.checkpoint``) and deletes it when training ends.
 It is a plain dict of simple values and tensors: model and optimizer state, the epoch, the
 history so far, the best epoch and its weights, and the random generator states, so a resumed
 run ends with the same weights and history as one that was never interrupted. It also holds the
