@@ -168,26 +168,41 @@ def test_a_training_job_killed_in_a_workflow_run_resumes_from_its_checkpoint(ref
 
 
 def test_two_configs_run_at_once_into_one_results_folder_and_a_second_run_of_one_config_is_refused(reference, tmp_path):
-    first, second = {**FAULT_CONFIG, "run_name": "first"}, {**FAULT_CONFIG, "run_name": "second"}
+    # the first run trains long enough that both checks below happen while it is still training,
+    # however fast or slow the machine; the second is the reference config
+    slow = {"epochs": 2000, "patience": 2000, "batch_size": 16, "device": "cpu"}
+    first, second = {**FAULT_CONFIG, "run_name": "first", "training": slow}, {**FAULT_CONFIG, "run_name": "second"}
     runs = [start_snakemake(tmp_path, first, name="first"), start_snakemake(tmp_path, second, name="second")]
-    deadline = time.monotonic() + 60
-    while not any((tmp_path / "results").glob("first-*/config.yaml")):
-        assert time.monotonic() < deadline, "the first run wrote nothing within 60 s"
-        time.sleep(0.05)
-    # the same config again while the first run is busy: refused, because the running job's outputs are
+    (checkpoint,) = _wait_for(lambda: list((tmp_path / "results").glob("first-*/models/demo_hdf5/ae.npz.checkpoint")),
+                              runs[0], tmp_path / "first.out", "the first run's training")
+    # the same config again while the first run trains: refused, because the running job's outputs are
     # still marked incomplete, or, with --rerun-incomplete, because the first run holds their lock
-    duplicate = snakemake(tmp_path, first)
-    forced = snakemake(tmp_path, first, "--rerun-incomplete")
-    assert all(run.wait(timeout=600) == 0 for run in runs), [(tmp_path / f"{n}.out").read_text()[-3000:]
-                                                             for n in ("first", "second")]
-    assert duplicate.returncode != 0 and forced.returncode != 0
-    assert "LockException" in duplicate.stderr or "IncompleteFilesException" in duplicate.stderr, duplicate.stderr[-2000:]
-    assert "LockException" in forced.stderr and "Directory cannot be locked" in forced.stderr, forced.stderr[-2000:]
-    for name in ("first", "second"):
-        (version,) = (tmp_path / "results").glob(f"{name}-*")
-        assert_same_scores(version, reference)
-        assert_every_file_is_whole(version)
-    assert not list((tmp_path / ".snakemake" / "locks").glob("*.lock")), "both runs release their locks"
+    checks = [start_snakemake(tmp_path, first, name="duplicate"),
+              start_snakemake(tmp_path, first, "--rerun-incomplete", name="forced")]
+    duplicate, forced = ((check.wait(timeout=600), (tmp_path / f"{n}.out").read_text())
+                         for check, n in zip(checks, ("duplicate", "forced")))
+    assert runs[0].poll() is None, "the first run ended before the checks did: they prove nothing"
+    kill_group(runs[0])  # its result is not needed: the refusals were the point
+    assert runs[1].wait(timeout=600) == 0, (tmp_path / "second.out").read_text()[-3000:]
+    assert duplicate[0] != 0 and forced[0] != 0
+    assert "LockException" in duplicate[1] or "IncompleteFilesException" in duplicate[1], duplicate[1][-2000:]
+    assert "LockException" in forced[1] and "Directory cannot be locked" in forced[1], forced[1][-2000:]
+    (version,) = (tmp_path / "results").glob("second-*")
+    assert_same_scores(version, reference)
+    assert_every_file_is_whole(version)
+    assert checkpoint.exists(), "the killed first run keeps its training checkpoint to resume from"
+    locks = [lock.read_text() for lock in (tmp_path / ".snakemake" / "locks").glob("*.lock")]
+    assert not [lock for lock in locks if version.name in lock], "the second run releases its locks"
+
+
+def _wait_for(found, run: subprocess.Popen, output: Path, what: str, seconds: float = 120):
+    """Poll ``found()`` until it returns something, while ``run`` (writing ``output``) is alive."""
+    deadline = time.monotonic() + seconds
+    while not (result := found()):
+        assert run.poll() is None, output.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"{what} did not start within {seconds:.0f} s"
+        time.sleep(0.05)
+    return result
 
 
 def _write_raw(path: Path, seed: int, n_spectra: int = 300) -> None:
