@@ -78,10 +78,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import quality_data
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA_ROOT = quality_data.DATA_ROOT
+
+
 def _score_columns(kind: str | None = None) -> tuple[str, ...]:
     from spectral_anomaly.columns import SCORE_COLUMNS as ALL
     from spectral_anomaly.models import DETECTORS
@@ -90,9 +93,14 @@ def _score_columns(kind: str | None = None) -> tuple[str, ...]:
 
 
 CMS_CSV = DATA_ROOT / "cms_dqm_pixel_zerobias2017B" / "data_small_train.csv"
-GAMMA_H5 = DATA_ROOT / "gamma_nai_baldr" / "measurements.h5"
 CONFIG_DIR = Path(__file__).resolve().parent / "quality_configs"
-DATASETS = ("cms_pixel", "gamma_nai_derived")
+#: dataset -> its group: "hard" sets tell detectors apart; "control" sets are separated by every detector
+DATASETS = {"macho": "hard", "macho_hard": "hard", "drifting_demo": "hard",
+            "cms_pixel": "control", "gamma_nai_derived": "control"}
+#: the rows of the test split a dataset's protocol evaluates on (pandas query over the score table)
+EVALUATE_ON = {"macho": "fold == 1", "macho_hard": "fold == 1", "drifting_demo": "run != 300000"}
+#: stratified bootstrap resamples of the evaluated rows for the ROC AUC's spread
+BOOTSTRAP_RESAMPLES = 200
 
 #: score columns evaluated, in table order (higher = more anomalous for every one of them): the table's
 #: anomaly_score and every anomaly-sign score the detectors declare (spectral_anomaly.columns.SCORE_COLUMNS)
@@ -112,98 +120,30 @@ QUICK_RESAMPLES = 300
 log = logging.getLogger("quality")
 
 
-# ----------------------------------------------------------------------------------------- data
-
-
-def _pandas_block_columns(group) -> dict[str, np.ndarray]:
-    """Numeric columns of a fixed-format pandas group, read with h5py; pickled blocks are skipped unread."""
-    columns: dict[str, np.ndarray] = {}
-    for i in range(int(group.attrs.get("nblocks", 0))):
-        values = group[f"block{i}_values"]
-        if values.dtype.kind not in "biuf" or values.ndim != 2:  # object (pickled) blocks: never read
-            continue
-        names = [name.decode() if isinstance(name, bytes) else str(name) for name in group[f"block{i}_items"][()]]
-        array = values[()]
-        for j, name in enumerate(names):
-            columns[name] = array[:, j]
-    return columns
-
-
-def _source_names(handle) -> list[str]:
-    """Name of the source of each measurement (e.g. 'Cs137 @ 111.8cm') from the one-hot key ``sources``."""
-    group = handle["sources"]
-    one_hot = group["block0_values"][()]
-    codes = group["block0_items_label2"][()]
-    levels = [name.decode() for name in group["block0_items_level2"][()]]
-    return [levels[codes[column]] for column in one_hot.argmax(axis=1)]
-
-
-def write_gamma_derived(path: Path, *, n_resamples: int, seed: int) -> dict[str, Any]:
-    """Write the derived gamma dataset (Poisson resamples of the background plus the source runs).
-
-    Rows ``0 .. n_resamples - 1``: ``Poisson(background * t / T_background)`` with ``t`` the median
-    live time of the source runs; then the 22 source runs as measured. Returns a description.
-    """
-    import h5py
-
-    with h5py.File(GAMMA_H5, "r") as handle:
-        spectra = handle["spectra/block0_values"][()].astype(np.float64)
-        info = _pandas_block_columns(handle["info"])
-        names = _source_names(handle)
-    live_time = np.asarray(info["live_time"], dtype=np.float64)
-    distance = np.asarray(info["distance_cm"], dtype=np.float64)
-    background_rows = [i for i, name in enumerate(names) if name == "Background"]
-    if background_rows != [0]:
-        raise RuntimeError(f"{GAMMA_H5}: expected row 0 to be the only background measurement, found {background_rows}")
-    sources = np.arange(1, len(spectra))
-    target_live_time = float(np.median(live_time[sources]))
-    scale = target_live_time / live_time[0]
-    rng = np.random.default_rng(seed)
-    resamples = rng.poisson(spectra[0] * scale, size=(n_resamples, spectra.shape[1]))
-
-    X = np.concatenate([resamples, spectra[sources]]).astype(np.float32)
-    names_all = ["Background (resample)"] * n_resamples + [names[i] for i in sources]
-    metadata = {
-        "is_source": np.r_[np.zeros(n_resamples, np.int8), np.ones(len(sources), np.int8)],
-        "is_resample": np.r_[np.ones(n_resamples, np.int8), np.zeros(len(sources), np.int8)],
-        "live_time": np.r_[np.full(n_resamples, target_live_time), live_time[sources]],
-        "measurement_row": np.r_[np.zeros(n_resamples, np.int64), sources],
-        "resample_index": np.r_[np.arange(n_resamples), np.full(len(sources), -1)].astype(np.int64),
-        "distance_cm": np.r_[np.zeros(n_resamples), distance[sources]],
-        "isotope": np.array([name.split(" @ ")[0] for name in names_all], dtype=object),
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.h5")
-    with h5py.File(tmp, "w") as out:
-        out.create_dataset("spectra", data=X)  # contiguous, uncompressed
-        group = out.create_group("metadata")
-        for column, values in metadata.items():
-            if values.dtype == object:
-                group.create_dataset(column, data=values.astype(str).astype("S"))
-            else:
-                group.create_dataset(column, data=values)
-        out.attrs["description"] = (
-            f"DERIVED from {GAMMA_H5.name}: {n_resamples} Poisson resamples (seed {seed}) of the background "
-            f"measurement (row 0, live time {live_time[0]:.2f} s) scaled to {target_live_time:.2f} s, "
-            f"then the {len(sources)} measured source runs")
-    os.replace(tmp, path)
-    return {
-        "derived": True, "path": str(path), "source_file": str(GAMMA_H5), "n_resamples": n_resamples, "seed": seed,
-        "background_live_time_s": float(live_time[0]), "background_total_counts": float(spectra[0].sum()),
-        "target_live_time_s": target_live_time, "scale": scale,
-        "resample_mean_total_counts": float(resamples.sum(axis=1).mean()),
-        "n_source_runs": int(len(sources)),
-        "source_total_counts": {"min": float(spectra[sources].sum(1).min()), "max": float(spectra[sources].sum(1).max())},
-        "source_live_time_s": {"min": float(live_time[sources].min()), "max": float(live_time[sources].max())},
-    }
-
-
 # --------------------------------------------------------------------------------------- config
 
 
+def dataset_path(dataset: str, out: Path, args: argparse.Namespace) -> tuple[Path, dict[str, Any] | None]:
+    """The input file of a dataset, writing it first where it is derived or generated, and its description."""
+    derived = out / "derived"
+    if dataset == "cms_pixel":
+        return CMS_CSV, None
+    if dataset == "macho":
+        return quality_data.MACHO_CSV, None
+    if dataset == "macho_hard":
+        path = derived / "macho_hard.csv"
+        return path, quality_data.write_macho_hard(path)
+    if dataset == "drifting_demo":
+        path = derived / "drifting_demo.h5"
+        return path, quality_data.write_drifting_demo(path, seed=args.resample_seed)
+    path = derived / "gamma_nai_derived.h5"
+    n_resamples = args.n_resamples or (QUICK_RESAMPLES if args.quick else 2000)
+    return path, quality_data.write_gamma_derived(path, n_resamples=n_resamples, seed=args.resample_seed)
+
+
 def load_quality_config(dataset: str, *, data_path: Path, quick: bool, device: str | None,
-                        models: list[str] | None, results_dir: Path) -> dict[str, Any]:
-    """The dataset's benchmark config with its data path set, validated with defaults filled."""
+                        models: list[str] | None, results_dir: Path, seeds: list[int] | None = None) -> dict[str, Any]:
+    """The dataset's benchmark config with its data path (and training seeds) set, validated with defaults filled."""
     from spectral_anomaly.config import validate_config
 
     source = CONFIG_DIR / f"{dataset}.yaml"
@@ -214,6 +154,8 @@ def load_quality_config(dataset: str, *, data_path: Path, quick: bool, device: s
         config["training"].update(QUICK_TRAINING)
     if device is not None:
         config["training"]["device"] = device
+    if seeds:
+        config["training"]["seeds"] = list(seeds)
     if models:
         unknown = sorted(set(models) - set(config["models"]))
         if unknown:
@@ -245,6 +187,27 @@ def roc_auc_with_error(labels: np.ndarray, scores: np.ndarray) -> dict[str, floa
             "n_nan": int((~keep).sum())}
 
 
+def bootstrap_roc_auc_std(labels: np.ndarray, scores: np.ndarray, *, resamples: int = BOOTSTRAP_RESAMPLES,
+                          seed: int = 0) -> float | None:
+    """Standard deviation of the ROC AUC over stratified bootstrap resamples (normals and anomalies
+    resampled separately, so each resample keeps the class counts); NaN scores left out."""
+    from scipy.stats import rankdata
+
+    values = np.asarray(scores, dtype=np.float64)
+    keep = ~np.isnan(values)
+    labels, values = np.asarray(labels)[keep].astype(np.int64), values[keep]
+    positive, negative = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    if len(positive) == 0 or len(negative) == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    rows = np.concatenate([rng.choice(positive, size=(resamples, len(positive))),
+                           rng.choice(negative, size=(resamples, len(negative)))], axis=1)
+    ranks = rankdata(values[rows], axis=1)  # ties share their mean rank, as in the AUC's definition
+    n_pos, n_neg = len(positive), len(negative)
+    aucs = (ranks[:, :n_pos].sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return float(aucs.std(ddof=1))
+
+
 def separation(labels: np.ndarray, scores: np.ndarray) -> dict[str, float | None]:
     """Robust z-scores against the normal spectra: ``z = (score - median of normals) / (normals' IQR / 1.349)``.
 
@@ -264,18 +227,22 @@ def separation(labels: np.ndarray, scores: np.ndarray) -> dict[str, float | None
     return {"weakest_anomaly_z": float((anomalous.min() - q50) / width), "normal_max_z": float((normal.max() - q50) / width)}
 
 
-def evaluate_table(path: Path, *, subset: str | None = None) -> dict[str, Any]:
-    """AUCs of every score column of one score table on its test split (and on a query subset of it)."""
+def evaluate_table(path: Path, *, subset: str | None = None, evaluate_on: str | None = None) -> dict[str, Any]:
+    """AUCs of every score column of one score table on its test split (only the rows of ``evaluate_on``
+    where given) and on a query subset of it."""
     from spectral_anomaly.score import read_scores
 
     table = read_scores(path)
     test = table[table["split"].astype(str) == "test"]
+    if evaluate_on:
+        test = test.query(evaluate_on)
     labels = test["label"].to_numpy()
     hard = test.query(subset) if subset else None
     scores = {}
     for column in SCORE_COLUMNS:
         if column in test.columns and (column == "anomaly_score" or column != table.attrs["primary_score"]):
             scores[column] = roc_auc_with_error(labels, test[column].to_numpy())
+            scores[column]["roc_auc_bootstrap_std"] = bootstrap_roc_auc_std(labels, test[column].to_numpy())
             scores[column].update(separation(labels, test[column].to_numpy()))
             if hard is not None:
                 scores[column]["subset_roc_auc"] = roc_auc_with_error(hard["label"].to_numpy(),
@@ -350,7 +317,8 @@ def run_dataset(dataset: str, config: dict[str, Any], out: Path) -> dict[str, An
     test_rows = None
     for model, table_path in tables.items():
         try:
-            evaluation = evaluate_table(table_path, subset=HARD_SUBSETS.get(dataset, (None,))[0])
+            evaluation = evaluate_table(table_path, subset=HARD_SUBSETS.get(dataset, (None,))[0],
+                                        evaluate_on=EVALUATE_ON.get(dataset))
         except Exception as error:  # noqa: BLE001
             result["errors"][f"{model}.evaluate"] = f"{type(error).__name__}: {error}"
             continue
@@ -368,6 +336,8 @@ def run_dataset(dataset: str, config: dict[str, Any], out: Path) -> dict[str, An
             hard = test_rows.eval(subset[0]).to_numpy()
             reference["subset_roc_auc"] = roc_auc_with_error(labels[hard], totals[hard])["roc_auc"]
         result["reference"] = {"total_counts": reference}
+    result["seed_summary"] = summarize_seeds(config, result["models"])
+    result["primary_comparison"] = compare_primaries(result["seed_summary"])
     pca_scores = result["models"].get("pca", {}).get("scores", {})
     candidates = {name: s["roc_auc"] for name, s in pca_scores.items()
                   if name in PCA_SCORES and s["roc_auc"] is not None}
@@ -375,6 +345,45 @@ def run_dataset(dataset: str, config: dict[str, Any], out: Path) -> dict[str, An
         best = max(candidates, key=candidates.get)
         result["pca_best"] = {"score": best, "roc_auc": candidates[best]}
     return result
+
+
+def summarize_seeds(config: dict[str, Any], models: dict[str, Any]) -> dict[str, Any]:
+    """Per model (over its training seeds) and score: the mean ROC AUC, its spread over the seeds (standard
+    deviation; 0 for one seed) and the mean bootstrap standard deviation."""
+    from spectral_anomaly.config import split_instance
+
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for instance, entry in models.items():
+        if "scores" in entry:
+            grouped.setdefault(split_instance(config, instance)[0], []).append(entry)
+    summary: dict[str, Any] = {}
+    for model, entries in grouped.items():
+        scores: dict[str, Any] = {}
+        for column in entries[0]["scores"]:
+            aucs = [e["scores"][column]["roc_auc"] for e in entries if e["scores"].get(column, {}).get("roc_auc") is not None]
+            boots = [e["scores"][column]["roc_auc_bootstrap_std"] for e in entries
+                     if e["scores"].get(column, {}).get("roc_auc_bootstrap_std") is not None]
+            if aucs:
+                scores[column] = {"roc_auc_mean": float(np.mean(aucs)),
+                                  "roc_auc_seed_std": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0,
+                                  "bootstrap_std": float(np.mean(boots)) if boots else None, "n_seeds": len(aucs)}
+        summary[model] = {"kind": entries[0]["model_kind"], "primary_score": entries[0]["primary_score"], "scores": scores}
+    return summary
+
+
+def compare_primaries(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The best deep detector's primary score (mean over seeds) against the best PCA's primary score."""
+    def primaries(pca: bool) -> dict[str, float]:
+        return {model: entry["scores"]["anomaly_score"]["roc_auc_mean"] for model, entry in summary.items()
+                if (entry["kind"] == "pca") == pca and "anomaly_score" in entry["scores"]}
+
+    deep, pca = primaries(False), primaries(True)
+    if not deep or not pca:
+        return None
+    best_deep, best_pca = max(deep, key=deep.get), max(pca, key=pca.get)
+    return {"best_deep": best_deep, "best_deep_roc_auc": deep[best_deep], "best_pca": best_pca,
+            "best_pca_roc_auc": pca[best_pca], "pca_bootstrap_std": summary[best_pca]["scores"]["anomaly_score"]["bootstrap_std"],
+            "difference": deep[best_deep] - pca[best_pca]}
 
 
 # -------------------------------------------------------------------------------------- output
@@ -428,6 +437,8 @@ def markdown_tables(dataset: str, result: dict[str, Any]) -> str:
     for name, values in result.get("reference", {}).items():
         lines.append(row("(reference)", f"{name} (raw, not normalized)", values))
     lines.append("")
+    lines.extend(seed_table(result))
+    lines.append("")
     lines.append("| model | variant | epochs trained | best epoch | best validation loss | train s |")
     lines.append("|---|---|---|---|---|---|")
     for model, entry in result["models"].items():
@@ -441,6 +452,25 @@ def markdown_tables(dataset: str, result: dict[str, Any]) -> str:
             if not name.endswith(".traceback"):
                 lines.append(f"- FAILED {name}: {message}")
     return "\n".join(lines)
+
+
+def seed_table(result: dict[str, Any]) -> list[str]:
+    """Markdown: every model's scores as mean ROC AUC over the training seeds, the seeds' spread and the
+    bootstrap spread; then the best deep primary score against the best PCA primary score."""
+    summary = result.get("seed_summary") or {}
+    lines = ["| model | score | ROC AUC (mean over seeds) | seed std | bootstrap std | seeds |", "|---|---|---|---|---|---|"]
+    for model, entry in summary.items():
+        for column, values in entry["scores"].items():
+            label = f"**{entry['primary_score']}** (primary)" if column == "anomaly_score" else column
+            lines.append(f"| {model} | {label} | {_fmt(values['roc_auc_mean'])} | {_fmt(values['roc_auc_seed_std'])} | "
+                         f"{_fmt(values['bootstrap_std'])} | {values['n_seeds']} |")
+    comparison = result.get("primary_comparison")
+    if comparison:
+        lines += ["", f"Best deep primary score: {comparison['best_deep']} {comparison['best_deep_roc_auc']:.3f}; "
+                      f"best PCA primary score: {comparison['best_pca']} {comparison['best_pca_roc_auc']:.3f} "
+                      f"(bootstrap std {_fmt(comparison['pca_bootstrap_std'])}); difference "
+                      f"{comparison['difference']:+.3f}."]
+    return lines
 
 
 def environment() -> dict[str, Any]:
@@ -476,7 +506,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="output folder (default: a new temporary folder); one subfolder per dataset")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: training {QUICK_TRAINING}, {QUICK_RESAMPLES} gamma resamples")
-    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS),
+                        help="datasets to run (default: all; hard sets first, then the controls)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="training seeds of every deep detector (default 0 1 2; 0 with --quick)")
     parser.add_argument("--models", nargs="+", default=None, help="only these model names of the configs (PCA always runs)")
     parser.add_argument("--n-resamples", type=int, default=None,
                         help="Poisson resamples of the gamma background (default 2000; 300 with --quick)")
@@ -499,7 +532,6 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="spectral_anomaly_quality_"))
     out.mkdir(parents=True, exist_ok=True)
     json_path = args.json or out / "quality.json"
-    n_resamples = args.n_resamples or (QUICK_RESAMPLES if args.quick else 2000)
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     report: dict[str, Any] = {
@@ -513,17 +545,14 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in args.datasets:
         print(f"{dataset}:", file=sys.stderr, flush=True)
         dataset_out = out / dataset
-        derived = None
-        if dataset == "cms_pixel":
-            data_path = CMS_CSV
-        else:
-            data_path = dataset_out / "derived" / "gamma_nai_derived.h5"
-            derived = write_gamma_derived(data_path, n_resamples=n_resamples, seed=args.resample_seed)
+        data_path, derived = dataset_path(dataset, dataset_out, args)
         dataset_started = time.perf_counter()
+        seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
         config = load_quality_config(dataset, data_path=data_path, quick=args.quick, device=args.device,
-                                     models=args.models, results_dir=dataset_out)
+                                     models=args.models, results_dir=dataset_out, seeds=seeds)
         result = run_dataset(dataset, config, dataset_out)
         result["seconds"]["total"] = round(time.perf_counter() - dataset_started, 3)
+        result["group"] = DATASETS[dataset]
         if derived is not None:
             result["derived_dataset"] = derived
         some = next((e for e in result["models"].values() if "n_test" in e), None)
@@ -531,8 +560,9 @@ def main(argv: list[str] | None = None) -> int:
             result["n_test"], result["n_test_anomalous"] = some["n_test"], some["n_test_anomalous"]
         failed |= bool(result["errors"])
         report["datasets"][dataset] = result
-        title = f"### {dataset}" + (" (DERIVED: Poisson resamples of the background + measured source runs)"
-                                    if derived else "")
+        title = f"### {dataset} ({DATASETS[dataset]})" + (
+            " (DERIVED: Poisson resamples of the background + measured source runs)" if dataset == "gamma_nai_derived"
+            else " (DERIVED or GENERATED, see quality_data.py)" if derived else "")
         markdown.append(f"{title}\n\n{markdown_tables(dataset, result)}\n")
         print(f"  {dataset} done in {result['seconds']['total']:.1f} s", file=sys.stderr)
     report["runtime_s"] = round(time.perf_counter() - started, 1)

@@ -352,6 +352,69 @@ def test_autoencoder_scores_are_batch_consistent_and_match_the_network(latent_sp
     np.testing.assert_allclose(a["reconstruction_error"], direct, rtol=1e-5)
 
 
+POISSON_VAE_SPEC = {"kind": "vae", "hidden": [16], "latent_dim": 2, "activation": "tanh", "likelihood": "poisson"}
+
+
+@pytest.mark.parametrize("spec", [VAE_SPEC, POISSON_VAE_SPEC], ids=["gaussian", "poisson"])
+def test_a_vae_scores_a_spectrum_the_same_alone_in_any_batch_and_inside_other_data(latent_spectra, spec):
+    X = latent_spectra if spec is VAE_SPEC else np.random.default_rng(4).poisson(
+        200.0 * np.exp(latent_spectra)).astype(np.float32)
+    detector = _fit(spec, X, epochs=3, normalizer=SpectrumNormalizer(["standardize"]).fit(X[:160]))
+    columns = [c for c in detector.score_columns if c in ("negative_elbo", "iw_nll", "kl", "elbo_deviance")]
+    reference = {name: detector.score(X)[name] for name in columns}  # batch 1024: one batch
+    for batch in (1, 7, 100):
+        detector.scoring["batch_size"] = batch
+        scores = detector.score(X)
+        for name in columns:
+            np.testing.assert_allclose(scores[name], reference[name], rtol=1e-5, atol=1e-5, err_msg=f"{name}, batch {batch}")
+    # the same spectra shuffled into other data (another file): each keeps its score
+    other = np.random.default_rng(1).permutation(np.concatenate([X[::-1] + 1.0, X]))[:300]
+    rows = {row.tobytes(): i for i, row in enumerate(X)}
+    inside = [(j, rows[row.tobytes()]) for j, row in enumerate(other) if row.tobytes() in rows]
+    assert len(inside) > 50
+    scores = detector.score(other)
+    for name in columns:
+        np.testing.assert_allclose(scores[name][[j for j, _ in inside]], reference[name][[i for _, i in inside]],
+                                   rtol=1e-5, atol=1e-5, err_msg=name)
+    # another scoring seed draws other samples
+    detector.scoring["seed"] += 1
+    assert not np.allclose(detector.score(X)["negative_elbo"], reference["negative_elbo"])
+
+
+def test_autoencoder_pulls_of_counts_are_poisson_pearson_residuals_of_the_reconstruction(latent_spectra):
+    counts = np.random.default_rng(4).poisson(200.0 * np.exp(latent_spectra)).astype(np.float32)
+    detector = _fit(AE_SPEC, counts, epochs=3, normalizer=SpectrumNormalizer(["unit_integral", "standardize"]).fit(counts[:160]))
+    scores = detector.score(counts)
+    expected = detector.reconstruct(counts)["reconstruction"]
+    pearson = (counts - expected) / np.sqrt(np.maximum(expected, 1.0))
+    np.testing.assert_allclose(scores["chi2"], (pearson**2).sum(axis=1), rtol=1e-4)
+    np.testing.assert_allclose(scores["max_abs_pull"], np.abs(pearson).max(axis=1), rtol=1e-4)
+    assert not np.allclose(scores["chi2"], scores["reconstruction_error"], rtol=0.1)
+    # a count off by 10 sigma in one bin shows as a pull of about 10
+    hot = counts[:1].copy()
+    hot[0, 3] += 10.0 * np.sqrt(expected[0, 3])
+    assert detector.score(hot)["max_abs_pull"][0] > 8.0
+
+
+def test_autoencoder_pulls_of_non_counts_use_the_validation_residual_spread(latent_spectra):
+    detector = _fit(AE_SPEC, latent_spectra, epochs=5)
+    assert not detector.normalization.takes_counts
+    validation = latent_spectra[160:]
+    pulls = detector.reconstruct(validation)["pulls"]
+    np.testing.assert_allclose(np.sqrt((pulls**2).mean(axis=0)), 1.0, rtol=1e-4)  # unit spread on validation, per bin
+    scores = detector.score(validation)
+    np.testing.assert_allclose(scores["chi2"], (pulls**2).sum(axis=1), rtol=1e-4)
+
+
+def test_the_importance_weighted_bound_is_tighter_than_the_elbo_for_every_spectrum(latent_spectra):
+    detector = _fit(VAE_SPEC, latent_spectra, epochs=5)
+    detector.scoring["mc_samples"] = 64
+    scores = detector.score(latent_spectra)
+    # both from the same K draws; the ELBO's KL is the closed form, so the bound holds up to Monte-Carlo error
+    assert np.all(scores["iw_nll"] <= scores["negative_elbo"] + 1e-3 * np.abs(scores["negative_elbo"]) + 1e-3)
+    assert np.mean(scores["iw_nll"] < scores["negative_elbo"]) > 0.95
+
+
 @pytest.mark.parametrize("spec", [AE_SPEC, VAE_SPEC], ids=["autoencoder", "vae"])
 def test_a_saved_detector_loads_with_the_same_scores(latent_spectra, tmp_path, spec):
     detector = _fit(spec, latent_spectra, epochs=4)

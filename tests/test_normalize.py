@@ -14,6 +14,7 @@ from spectral_anomaly.exceptions import (
     InvalidSpectraError,
 )
 from spectral_anomaly.normalize import (
+    LOG_FLOOR,
     STEPS,
     SpectrumNormalizer,
     read_normalizer,
@@ -31,6 +32,10 @@ CHAINS = [
     ["log1p", "standardize"],
     ["unit_integral", "log1p", "center_maxabs"],
     ["unit_integral", "log1p", "standardize", "center_maxabs"],
+    ["sqrt", "standardize_spectrum", "standardize"],
+    ["log", "standardize_spectrum"],
+    ["unit_integral", "log", "standardize"],
+    ["standardize_spectrum", "center_maxabs"],
 ]
 
 
@@ -42,8 +47,10 @@ def test_inverse_transform_roundtrip(poisson_spectra, steps):
         Z = normalizer.transform(data)
         assert Z.dtype == np.float32
         assert Z.shape == data.shape
-        back = normalizer.inverse_transform(Z, totals=data.sum(axis=1))
+        back = normalizer.inverse_transform(Z, original=data)
         np.testing.assert_allclose(back, data, rtol=1e-5, atol=1e-3)
+        if "standardize_spectrum" not in steps:  # totals undo unit_integral alone
+            np.testing.assert_allclose(normalizer.inverse_transform(Z, totals=data.sum(axis=1)), data, rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.parametrize("steps", [s for s in CHAINS if s[0] != "unit_integral"])
@@ -66,6 +73,42 @@ def test_inverse_of_unit_integral_needs_totals(poisson_spectra):
     normalizer = SpectrumNormalizer(["unit_integral"]).fit(poisson_spectra)
     with pytest.raises(ValueError, match="totals"):
         normalizer.inverse_transform(normalizer.transform(poisson_spectra))
+
+
+def test_standardize_spectrum_leaves_each_spectrum_mean_zero_and_unit_std_over_its_bins(poisson_spectra):
+    X = poisson_spectra.copy()
+    X[3] = 5.0  # a flat spectrum has no shape: zeros, not NaN
+    normalizer = SpectrumNormalizer(["standardize_spectrum"]).fit(X)
+    Z = normalizer.transform(X).astype(np.float64)
+    np.testing.assert_allclose(np.delete(Z.mean(axis=1), 3), 0.0, atol=1e-6)
+    np.testing.assert_allclose(np.delete(Z.std(axis=1), 3), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(Z[3], 0.0)
+    # only the shape is left: scaling and offsetting a spectrum changes nothing
+    np.testing.assert_allclose(normalizer.transform(3.0 * X[:5] + 2.0), Z[:5], atol=1e-5)
+    with pytest.raises(ValueError, match="original"):
+        normalizer.inverse_transform(Z)
+
+
+def test_sqrt_is_the_anscombe_transform_and_stabilizes_poisson_variance():
+    rng = np.random.default_rng(0)
+    rates = np.array([3.0, 30.0, 300.0, 3000.0])
+    X = rng.poisson(rates, size=(20000, 4)).astype(np.float64)
+    Z = SpectrumNormalizer(["sqrt"]).fit(X).transform(X).astype(np.float64)
+    np.testing.assert_allclose(Z, 2.0 * np.sqrt(X + 0.375), rtol=1e-6)
+    np.testing.assert_allclose(Z.std(axis=0), 1.0, atol=0.03)  # the raw spread grows as sqrt(rate)
+
+
+def test_log_floors_zeros_and_takes_the_natural_log():
+    X = np.array([[1.0, np.e, 0.0, 10.0], [2.0, 1e-9, 4.0, 0.5]])
+    Z = SpectrumNormalizer(["log"]).fit(X).transform(X, dtype=np.float64)
+    np.testing.assert_allclose(Z, np.log(np.maximum(X, LOG_FLOOR)))
+
+
+@pytest.mark.parametrize("step", ["log", "sqrt"])
+def test_log_and_sqrt_refuse_negative_values_naming_the_step(step):
+    X = np.array([[1.0, 2.0, 3.0], [1.0, -0.5, 2.0]])
+    with pytest.raises(InvalidSpectraError, match=f"normalization step {step} needs .*negative values"):
+        SpectrumNormalizer([step]).fit(X)
 
 
 def test_standardize_gives_zero_mean_unit_std_per_bin_on_training_data(poisson_spectra):

@@ -132,6 +132,66 @@ def generate_demo_spectra(*, seed: int, n_spectra: int, n_bins: int, anomaly_fra
     return DemoSpectra(counts=counts, bin_edges=edges, metadata=metadata)
 
 
+#: anomaly code -> name of the drifting demo's subtle anomalies; code 0 is a normal spectrum
+SUBTLE_ANOMALY_KINDS: dict[int, str] = {0: "normal", 1: "weak_extra_peak", 2: "shape_tilt", 3: "dead_bins"}
+
+
+def generate_drifting_runs(*, seed: int, n_runs: int = 6, spectra_per_run: int = 400, n_bins: int = 128,
+                           anomaly_fraction: float = 0.1) -> DemoSpectra:
+    """Demo spectra in runs whose conditions drift from run to run, with subtle anomalies.
+
+    The situation of detector monitoring: a model is trained on one run and applied to the next ones,
+    whose normal spectra differ from the training run's. Each run draws its conditions: a gain of
+    1 +- 2 % (every energy scaled), an energy resolution x0.85-1.25, a total-count level x0.3-3 and a
+    background slope x0.85-1.2; run 0 (run number 300000) has the nominal conditions. Within a run,
+    normal spectra vary as in :func:`generate_demo_spectra` (peak amplitudes, background slope, totals).
+    Anomalies (:data:`SUBTLE_ANOMALY_KINDS`, evenly spread, about ``anomaly_fraction`` of each run) are
+    subtle: a weak extra peak holding 1-3 % of the counts, a linear tilt that changes the shape by
+    5-10 % at the ends of the range, or 2-4 dead bins. Metadata: ``run``, ``lumisection``,
+    ``anomaly_kind``, ``expected_counts`` and the run's ``gain``, ``resolution``, ``count_level``
+    and ``slope_factor``.
+    """
+    rng = np.random.default_rng(seed)
+    edges = np.linspace(0.0, ENERGY_MAX_KEV, n_bins + 1)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    n = n_runs * spectra_per_run
+    counts = np.empty((n, n_bins), dtype=np.float32)
+    rows: list[dict] = []
+    per_run = int(round(anomaly_fraction * spectra_per_run))
+    for run in range(n_runs):
+        nominal = run == 0
+        conditions = {"gain": 1.0 if nominal else rng.uniform(0.98, 1.02),
+                      "resolution": 1.0 if nominal else rng.uniform(0.85, 1.25),
+                      "count_level": 1.0 if nominal else float(np.exp(rng.uniform(np.log(0.3), np.log(3.0)))),
+                      "slope_factor": 1.0 if nominal else rng.uniform(0.85, 1.2)}
+        kinds = np.zeros(spectra_per_run, dtype=np.int64)
+        kinds[:per_run] = 1 + np.arange(per_run) % (len(SUBTLE_ANOMALY_KINDS) - 1)
+        kinds = rng.permutation(kinds)
+        for i, kind in enumerate(kinds):
+            params = {"slope_kev": rng.uniform(450.0, 650.0) * conditions["slope_factor"],
+                      "amplitudes": rng.uniform(0.2, 1.0, size=len(PEAKS_KEV)),
+                      "sigmas": np.array(PEAK_SIGMA_KEV) * conditions["resolution"] * conditions["gain"],
+                      "means": np.array(PEAKS_KEV) * conditions["gain"]}
+            shape = _shape(centres, params)
+            name = SUBTLE_ANOMALY_KINDS[int(kind)]
+            if name == "weak_extra_peak":
+                mean = rng.uniform(150.0, 2800.0)
+                extra = _gaussian(centres, mean, 0.07 / 2.355 * np.sqrt(662.0 * mean))
+                shape = shape + rng.uniform(0.01, 0.03) * extra / extra.sum()
+            elif name == "shape_tilt":
+                slope = rng.choice([-1.0, 1.0]) * rng.uniform(0.10, 0.20)
+                shape = shape * (1.0 + slope * (centres / ENERGY_MAX_KEV - 0.5))
+            elif name == "dead_bins":
+                shape = shape.copy()
+                shape[rng.choice(n_bins, size=int(rng.integers(2, 5)), replace=False)] = 0.0
+            expected = float(np.exp(rng.uniform(np.log(2.0e4), np.log(6.0e4)))) * conditions["count_level"]
+            counts[run * spectra_per_run + i] = rng.poisson(shape / shape.sum() * expected)
+            rows.append({"run": 300000 + run, "lumisection": i + 1, "anomaly_kind": int(kind),
+                         "expected_counts": expected, **conditions})
+    metadata = pd.DataFrame(rows).astype({"run": np.int64, "lumisection": np.int64, "anomaly_kind": np.int64})
+    return DemoSpectra(counts=counts, bin_edges=edges, metadata=metadata)
+
+
 def write_demo_hdf5(demo: DemoSpectra, path: str | os.PathLike[str]) -> None:
     """Write the demo as HDF5: ``/spectra`` (2-D counts), ``/bin_edges`` and ``/metadata/<column>``."""
     import h5py

@@ -43,8 +43,8 @@ log = logging.getLogger(__name__)
 
 #: bytes of float32 spectra read and checked at a time when nothing is copied (fits in the L2/L3 cache)
 BLOCK_BYTES = 4 * 1024 * 1024
-#: normalization steps that are only meaningful for counts (values >= 0)
-STEPS_NEEDING_COUNTS = ("unit_integral", "log1p")
+#: normalization steps that take only values >= 0 (counts; for ``log``, positive quantities)
+STEPS_NEEDING_COUNTS = ("unit_integral", "log1p", "log", "sqrt")
 
 
 def evaluate_label(metadata: pd.DataFrame, expression: str, *, dataset: str) -> np.ndarray:

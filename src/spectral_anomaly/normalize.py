@@ -5,6 +5,15 @@ Steps (names as written in the config):
 - ``unit_integral``: divide each spectrum by its total counts (a spectrum of zero total is left as
   zeros). Not fitted; inverting it needs each spectrum's total. It must be the first step.
 - ``log1p``: ``log(1 + x)``, which tames the dynamic range of falling spectra; inverse ``expm1``.
+- ``log``: ``log(max(x, LOG_FLOOR))`` for positive values that are not counts (fluxes, rates), so a
+  multiplicative change becomes an additive one; values below :data:`LOG_FLOOR` (zeros) count as it,
+  negative values are refused. Inverse ``exp``.
+- ``sqrt``: the Anscombe transform ``2 sqrt(x + 3/8)`` of counts, which makes Poisson noise of every
+  bin about unit-variance whatever its rate (variance stabilization); use it on raw counts, as the
+  first step. Negative values are refused. Inverse ``(z / 2)^2 - 3/8``.
+- ``standardize_spectrum``: per spectrum, subtract its mean over its bins and divide by its standard
+  deviation over its bins, so only the shape is left (a flat spectrum becomes zeros). Not fitted;
+  inverting it needs each spectrum's mean and spread, taken from the original spectra.
 - ``standardize``: per bin, subtract the training mean and divide by the training standard
   deviation (a bin that never varies in training is only centred).
 - ``center_maxabs``: subtract the training mean spectrum and divide by the largest absolute
@@ -29,8 +38,16 @@ from .exceptions import ConfigError, InvalidSpectraError
 from .store.atomic import write_json
 from .store.formats import FORMAT_VERSIONS, read_versioned_json
 
-STEPS = ("unit_integral", "log1p", "standardize", "center_maxabs")
+STEPS = ("unit_integral", "log1p", "log", "sqrt", "standardize_spectrum", "standardize", "center_maxabs")
 FITTED_STEPS = ("standardize", "center_maxabs")
+#: steps whose inverse needs numbers of each spectrum (its total, its mean and spread): inverting them
+#: takes the original spectra
+PER_SPECTRUM_STEPS = ("unit_integral", "standardize_spectrum")
+#: steps that say the spectra are counts (Poisson-distributed per bin): models without a noise model of
+#: their own take Poisson uncertainties then
+COUNT_STEPS = ("unit_integral", "log1p", "sqrt")
+#: ``log`` takes values below this as this (zeros, which positive quantities reach by rounding)
+LOG_FLOOR = 1e-6
 #: bytes of float64 spectra held at a time while fitting (and by callers that stream spectra)
 BLOCK_BYTES = 64 << 20
 #: normalized values are clipped to +-this: a value a million training standard deviations out says
@@ -49,6 +66,11 @@ class SpectrumNormalizer:
 
     def __init__(self, steps: list[str] | tuple[str, ...] = ("unit_integral", "standardize")) -> None:
         self.steps = steps
+
+    @property
+    def takes_counts(self) -> bool:
+        """Whether the chain treats the spectra as counts (it has one of :data:`COUNT_STEPS`)."""
+        return any(step in COUNT_STEPS for step in self.steps)
 
     def _check_steps(self) -> list[str]:
         steps = list(self.steps)
@@ -125,18 +147,41 @@ class SpectrumNormalizer:
             cache[key] = {"mean": as_array(params["mean"]), "scale": as_array(scale)}
         return cache[key]
 
-    def inverse_transform(self, Z: np.ndarray, *, totals: np.ndarray | None = None) -> np.ndarray:
-        """Map normalized spectra back to input units; ``totals`` (per spectrum) undo ``unit_integral``."""
+    def inverse_transform(self, Z: np.ndarray, *, original: np.ndarray | None = None,
+                          totals: np.ndarray | None = None) -> np.ndarray:
+        """Map normalized spectra back to input units.
+
+        Steps that work per spectrum (:data:`PER_SPECTRUM_STEPS`) are undone with the numbers of the
+        spectra ``Z`` came from: pass those, in input units, as ``original``; for a chain whose only
+        such step is ``unit_integral``, their ``totals`` are enough.
+        """
         self._check_fitted(Z)
         X = np.asarray(Z, dtype=np.float64)
-        for step, params in reversed(list(zip(self.steps, self.params_))):
-            if step == "unit_integral":
-                if totals is None:
-                    raise ValueError("inverse of unit_integral needs each spectrum's total counts (totals=...)")
-                X = X * np.asarray(totals, dtype=np.float64).reshape(-1, 1)
+        inputs = self._step_inputs(original) if original is not None else None
+        for index in reversed(range(len(self.steps))):
+            step, params = self.steps[index], self.params_[index]
+            if step in PER_SPECTRUM_STEPS:
+                if inputs is None and not (step == "unit_integral" and totals is not None):
+                    needs = "the original spectra (original=...) or their totals (totals=...)" if step == "unit_integral" \
+                        else "the original spectra (original=...)"
+                    raise ValueError(f"the inverse of {step} needs {needs}")
+                before = inputs[index] if inputs is not None else None
+                if step == "unit_integral":
+                    sums = before.sum(axis=1) if before is not None else np.asarray(totals, dtype=np.float64)
+                    X = X * sums.reshape(-1, 1)
+                else:
+                    X = X * _row_spread(before, np)[0] + before.mean(axis=1, keepdims=True)
             else:
                 X = _inverse(step, params, X)
         return X
+
+    def _step_inputs(self, original: np.ndarray) -> list[np.ndarray]:
+        """What each step received when ``original`` was normalized (float64, without the final clip)."""
+        Z, inputs = np.array(original, dtype=np.float64), []
+        for index, step in enumerate(self.steps):
+            inputs.append(Z)
+            Z = _forward(step, self._constants(index, np, Z), Z, np)
+        return inputs
 
     def _check_fitted(self, X: np.ndarray) -> None:
         if not hasattr(self, "params_"):
@@ -250,12 +295,37 @@ def _forward(step: str, constants: dict[str, Any], Z: Any, xp: Any) -> Any:
                 "Put log1p before steps that centre the data, or drop it"
             )
         return xp.log1p(Z)
+    if step in ("log", "sqrt"):
+        if bool(xp.any(Z < 0)):
+            what = "positive values (fluxes, rates)" if step == "log" else "counts (values >= 0)"
+            raise InvalidSpectraError(
+                f"normalization step {step} needs {what}; found negative values. "
+                f"Put {step} before steps that centre the data, or drop it"
+            )
+        if step == "log":
+            return xp.log(xp.clip(Z, LOG_FLOOR, None))
+        return 2.0 * xp.sqrt(Z + 0.375)
+    if step == "standardize_spectrum":
+        spread, mean = _row_spread(Z, xp)
+        return (Z - mean) / spread
     return (Z - constants["mean"]) / constants["scale"]
+
+
+def _row_spread(Z: Any, xp: Any) -> tuple[Any, Any]:
+    """Each row's standard deviation over its bins (1 where the row is flat) and its mean, as columns."""
+    mean = xp.mean(Z, axis=1, keepdims=True)
+    std = xp.sqrt(xp.mean((Z - mean) ** 2, axis=1, keepdims=True))
+    flat = std <= 1e-12 * xp.max(xp.abs(Z), axis=1, keepdims=True)
+    return xp.where(flat, xp.ones_like(std), std), mean
 
 
 def _inverse(step: str, params: dict[str, Any], Z: np.ndarray) -> np.ndarray:
     if step == "log1p":
         return np.expm1(Z)
+    if step == "log":
+        return np.exp(Z)
+    if step == "sqrt":
+        return (Z / 2.0) ** 2 - 0.375
     if step == "standardize":
         return Z * np.asarray(params["std"]) + np.asarray(params["mean"])
     return Z * params["scale"] + np.asarray(params["mean"])

@@ -5,8 +5,9 @@ with :func:`spectral_anomaly.train.train_network` on the configured device, and 
 under ``torch.inference_mode()``. The networks (:mod:`.autoencoder`, :mod:`.vae`) take normalized
 spectra, and the raw counts as well where their likelihood needs them (Poisson).
 
-Scores are deterministic for a seed: the Monte-Carlo draws come from one generator seeded with
-``scoring.seed`` and advanced batch by batch. Batches hold at most :data:`MAX_BATCH_ELEMENTS`
+Scores are deterministic for a seed and do not depend on the batch: a detector that estimates its
+scores by Monte Carlo (the VAE) draws each spectrum's samples from that spectrum and ``scoring.seed``
+(:mod:`.draws`). Batches hold at most :data:`MAX_BATCH_ELEMENTS`
 spectra x samples x bins, which bounds memory for wide spectra (16,384 bins).
 """
 
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from ..device import describe_device, resolve_device
-from .base import Detector, file_variance_pulls
+from .base import Detector, file_variance_pulls, pull_summaries
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,11 @@ class DeepDetector(Detector):
     #: the :class:`torch.nn.Module` of this kind, built from the ``network_keys`` of its config and ``n_bins``
     network_class: ClassVar[type]
     network_keys: ClassVar[tuple[str, ...]]
+    #: whether scoring takes ``scoring.mc_samples`` latent draws per spectrum
+    monte_carlo: ClassVar[bool] = False
+    #: whether the network's likelihood gives the pulls (``chi2``, ``max_abs_pull``); otherwise
+    #: :meth:`_model_pulls` does, from the reconstruction
+    network_pulls: ClassVar[bool] = True
 
     def __init__(self, *, normalization, training: dict | None = None, scoring: dict | None = None, seed: int = 0,
                  checkpoint_path: Any = None, **params: Any) -> None:
@@ -120,11 +126,17 @@ class DeepDetector(Detector):
     def score(self, X: np.ndarray, *, variances: np.ndarray | None = None) -> dict[str, np.ndarray]:
         self.check_binning(X.shape[1])
         self.network_.to(self.device).eval()
-        self._generator = torch.Generator(device=self.device).manual_seed(int(self.scoring["seed"]))
-        try:
-            return super().score(X, variances=variances)
-        finally:
-            del self._generator
+        return super().score(X, variances=variances)
+
+    def _draws(self, X: np.ndarray) -> torch.Tensor | None:
+        """Each spectrum's own Monte-Carlo draws (K, n, latent_dim), for a detector that takes them."""
+        if not self.monte_carlo:
+            return None
+        from .draws import standard_normal_draws
+
+        draws = standard_normal_draws(X, seed=int(self.scoring["seed"]), samples=int(self.scoring["mc_samples"]),
+                                      size=int(self.network_.latent_dim))
+        return torch.from_numpy(draws).to(self.device)
 
     def _block_rows(self, n_bins: int) -> int:
         """Score one batch per block: the batch's normalization then stays in the CPU cache."""
@@ -137,36 +149,48 @@ class DeepDetector(Detector):
             spectra = torch.as_tensor(X, dtype=torch.float32, device=device)
             normalized = self.normalization.transform(spectra)
             out = network.score_batch(normalized, spectra if network.needs_counts else None,
-                                      mc_samples=int(self.scoring["mc_samples"]), generator=self._generator,
-                                      bin_arrays=variances is not None)
+                                      mc_samples=int(self.scoring["mc_samples"]), draws=self._draws(X),
+                                      bin_arrays=variances is not None or not self.network_pulls)
             if network.needs_counts:  # the Poisson mean is in counts: its squared residuals are taken once normalized
                 residuals = (self.normalization.transform(out["reconstruction"]) - normalized).double()
                 out["reconstruction_error"] = (residuals**2).sum(dim=1)
+            if variances is None and not self.network_pulls:
+                out["normalized"] = normalized
             columns = {name: value.double().cpu().numpy() for name, value in out.items()}
         reconstruction = columns.pop("reconstruction", None)
         columns.pop("pulls", None)
         if variances is not None:
             counts_in = np.asarray(X, dtype=np.float64)
-            pulls = file_variance_pulls(counts_in, self._in_input_units(reconstruction, counts_in), variances)
-            columns["chi2"], columns["max_abs_pull"] = (pulls**2).sum(axis=1), np.abs(pulls).max(axis=1)
+            columns.update(pull_summaries(file_variance_pulls(counts_in, self._in_input_units(reconstruction, counts_in),
+                                                              variances)))
+        elif not self.network_pulls:
+            columns.update(pull_summaries(self._model_pulls(X, columns.pop("normalized"), reconstruction)))
         return {name: columns[name] for name in (*self.score_columns, "latent")}
+
+    def _model_pulls(self, X: np.ndarray, normalized: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
+        """Per-bin pulls of raw spectra ``X`` from their normalized values and the network's reconstruction
+        (normalized units), for a detector whose network has no likelihood (``network_pulls`` false)."""
+        raise NotImplementedError(f"{type(self).__name__} declares network_pulls but gives no _model_pulls")
 
     def _in_input_units(self, reconstruction: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """The network's reconstruction (in its target's units) in the input's units."""
         if self.network_.needs_counts:
             return np.asarray(reconstruction, dtype=np.float64)
-        return self.normalization.inverse_transform(reconstruction, totals=counts.sum(axis=1))
+        return self.normalization.inverse_transform(reconstruction, original=counts)
 
     def _reconstruct(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Reconstructions and the network's own pulls at the posterior mean (one sample, seed 0)."""
         network, device = self.network_.to(self.device).eval(), self.device
         with torch.inference_mode():
             spectra = torch.as_tensor(X, dtype=torch.float32, device=device)
-            out = network.score_batch(self.normalization.transform(spectra), spectra if network.needs_counts else None,
+            normalized = self.normalization.transform(spectra)
+            out = network.score_batch(normalized, spectra if network.needs_counts else None,
                                       mc_samples=1, generator=torch.Generator(device=device).manual_seed(0))
         counts_in = np.asarray(X, dtype=np.float64)
-        return (self._in_input_units(out["reconstruction"].double().cpu().numpy(), counts_in),
-                out["pulls"].double().cpu().numpy())
+        reconstruction = out["reconstruction"].double().cpu().numpy()
+        pulls = out["pulls"].double().cpu().numpy() if self.network_pulls else self._model_pulls(
+            X, normalized.double().cpu().numpy(), reconstruction)
+        return self._in_input_units(reconstruction, counts_in), pulls
 
     # --- files -----------------------------------------------------------------------------------
 

@@ -178,7 +178,7 @@ class PCADetector(Detector):
             from .base import file_variance_pulls
 
             counts = np.asarray(X, dtype=np.float64)
-            pulls = file_variance_pulls(counts, self.normalization.inverse_transform(projected, totals=counts.sum(axis=1)),
+            pulls = file_variance_pulls(counts, self.normalization.inverse_transform(projected, original=counts),
                                         variances)
         return {"pca_nll": -log_likelihood, "log_likelihood": log_likelihood,
                 "reconstruction_error": ((projected - Z) ** 2).sum(axis=1),
@@ -188,8 +188,7 @@ class PCADetector(Detector):
     def _reconstruct(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Z = self.normalization.transform(X).astype(np.float64)
         projected = self.pca_.inverse_transform(self.pca_.transform(Z))
-        totals = np.asarray(X, dtype=np.float64).sum(axis=1)
-        return (self.normalization.inverse_transform(projected, totals=totals),
+        return (self.normalization.inverse_transform(projected, original=np.asarray(X, dtype=np.float64)),
                 (Z - projected) / np.sqrt(self.pca_.noise_variance_))
 
     def _state(self) -> tuple[dict, dict[str, np.ndarray]]:

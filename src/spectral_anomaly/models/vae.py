@@ -6,9 +6,13 @@ For a spectrum x with encoder posterior q(z|x) = N(mu, diag(sigma^2)) and a unit
     KL = 1/2 sum_j (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1)   (closed form),
 
 with the likelihood p(x|z) of :mod:`.likelihoods` summed over bins. The expectation uses K
-Monte-Carlo samples from a seeded generator. The importance-weighted bound with the same K
+Monte-Carlo samples; in scoring, each spectrum's K draws are its own (:mod:`.draws`), so its score
+does not depend on the batch it is scored in. The importance-weighted bound with the same K
 samples, log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), is tighter (it approaches log p(x) as K
-grows); ``iw_nll`` is its negative. For the Poisson likelihood the log-likelihood grows in size
+grows); ``iw_nll`` is its negative. By Jensen's inequality the bound is at least the mean of the
+same K log-weights, the ELBO with a sampled KL; the reported ELBO takes the KL in closed form
+(lower variance), so ``iw_nll <= negative_elbo`` holds per spectrum up to the Monte-Carlo error of
+that sampled KL, which shrinks as 1/sqrt(K). For the Poisson likelihood the log-likelihood grows in size
 with the number of counts, so the anomaly score is ``elbo_deviance``: the negative ELBO minus the
 log-likelihood of a perfect fit (rates equal to the counts), i.e. half the expected Poisson
 deviance plus the KL, which compares spectra of different totals fairly. ``elbo`` keeps its natural sign (higher = more normal); the
@@ -97,15 +101,17 @@ class VariationalAutoencoder(nn.Module):
 
     def elbo_terms(
         self, normalized: torch.Tensor, counts: torch.Tensor | None = None, *, mc_samples: int = 1,
-        generator: torch.Generator | None = None, importance_weighted: bool = True,
+        generator: torch.Generator | None = None, importance_weighted: bool = True, draws: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Per-spectrum ``elbo``, ``expected_log_likelihood``, ``kl``, ``iw_log_likelihood`` and ``mu``.
 
-        ``importance_weighted=False`` leaves out ``iw_log_likelihood`` (training does not need it).
+        The K standard normal ``draws`` ``(K, batch, latent_dim)`` are taken from ``generator`` unless
+        given. ``importance_weighted=False`` leaves out ``iw_log_likelihood`` (training does not need it).
         """
         target, totals = self._target(normalized, counts)
         mu, logvar = self.encode(normalized)
-        eps = torch.randn((mc_samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+        eps = draws if draws is not None else torch.randn(
+            (mc_samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + (0.5 * logvar).exp() * eps  # (K, batch, latent)
         log_likelihood = self.likelihood.log_likelihood(self.decoder(z), target, totals)  # (K, batch)
         kl = kl_to_standard_normal(mu, logvar)
@@ -128,16 +134,17 @@ class VariationalAutoencoder(nn.Module):
 
     def score_batch(
         self, normalized: torch.Tensor, counts: torch.Tensor | None = None, *, mc_samples: int = 1,
-        generator: torch.Generator | None = None, bin_arrays: bool = True,
+        generator: torch.Generator | None = None, bin_arrays: bool = True, draws: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Per-spectrum scores and latent means; with ``bin_arrays`` also the per-bin ``reconstruction`` (the
-        likelihood's mean at the posterior mean, in its target's units) and ``pulls``.
+        likelihood's mean at the posterior mean, in its target's units) and ``pulls``. ``draws`` as for
+        :meth:`elbo_terms`.
 
         The K Monte-Carlo samples of the ELBO go through the decoder as one batch of K x batch latent
         codes. ``reconstruction_error`` (squared residuals in normalized units) is left to the caller for
         the Poisson likelihood, whose mean is in counts: the caller normalizes it (:class:`VAEDetector`).
         """
-        terms = self.elbo_terms(normalized, counts, mc_samples=mc_samples, generator=generator)
+        terms = self.elbo_terms(normalized, counts, mc_samples=mc_samples, generator=generator, draws=draws)
         output = self.decoder(terms["mu"])
         mean, sigma = self.likelihood.mean_and_sigma(output, terms["totals"])
         pulls = (terms["target"] - mean) / sigma
@@ -172,6 +179,7 @@ class VAEDetector(DeepDetector):
 
     kind = "vae"
     network_class = VariationalAutoencoder
+    monte_carlo = True
     network_keys = ("architecture", "hidden", "conv_channels", "kernel_size", "latent_dim", "activation",
                     "likelihood", "sigma_x", "sigma_floor")
 
