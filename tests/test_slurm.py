@@ -81,7 +81,8 @@ case "$BASH_EXECUTION_STRING" in
 *"spectral-anomaly train "*"--model pca "*)
     [[ $BASH_EXECUTION_STRING =~ --scores\ ([^ ]+) ]] && echo partial > "${BASH_REMATCH[1]}"
     echo "injected hang: the PCA job waits for SLURM's time limit" >&2
-    sleep 600 ;;
+    # SIGTERM at the limit ends the sleep, not always this shell: never go on to the real command
+    sleep 600; exit 1 ;;
 esac
 """
 

@@ -130,7 +130,12 @@ class SpectrumNormalizer:
             Z = X if xp.isdtype(X.dtype, "real floating") else xp.astype(X, xp.float32)
         for index, step in enumerate(self.steps):
             Z = _forward(step, self._constants(index, xp, Z), Z, xp)
-        Z = xp.clip(Z, -NORMALIZED_LIMIT, NORMALIZED_LIMIT)
+        if Z is X:  # no step: the caller's array is not ours to change
+            Z = xp.clip(Z, -NORMALIZED_LIMIT, NORMALIZED_LIMIT)
+        elif array_api_compat.is_numpy_namespace(xp):
+            np.clip(Z, -NORMALIZED_LIMIT, NORMALIZED_LIMIT, out=Z)
+        else:
+            Z = Z.clamp_(-NORMALIZED_LIMIT, NORMALIZED_LIMIT)  # in place: scoring batches are large
         return Z.astype(dtype, copy=False) if array_api_compat.is_numpy_namespace(xp) else Z
 
     def _constants(self, index: int, xp: Any, Z: Any) -> dict[str, Any]:
@@ -308,7 +313,9 @@ def _forward(step: str, constants: dict[str, Any], Z: Any, xp: Any) -> Any:
     if step == "standardize_spectrum":
         spread, mean = _row_spread(Z, xp)
         return (Z - mean) / spread
-    return (Z - constants["mean"]) / constants["scale"]
+    centred = Z - constants["mean"]
+    centred /= constants["scale"]  # in place on the new array: one allocation per step
+    return centred
 
 
 def _row_spread(Z: Any, xp: Any) -> tuple[Any, Any]:
