@@ -120,7 +120,7 @@ def write_macho_hard(path: Path) -> dict[str, Any]:
             "classes": {str(k): int(v) for k, v in kept["class"].value_counts().items()}}
 
 
-def write_drifting_demo(path: Path, *, seed: int, n_runs: int = 6, spectra_per_run: int = 400) -> dict[str, Any]:
+def write_drifting_demo(path: Path, *, seed: int, n_runs: int = 6, spectra_per_run: int = 1000) -> dict[str, Any]:
     """Write the drifting demo runs as HDF5 (the demo's layout: ``spectra``, ``bin_edges``, ``metadata/``)."""
     from spectral_anomaly.demo import generate_drifting_runs, write_demo_hdf5
 

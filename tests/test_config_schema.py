@@ -52,7 +52,7 @@ def test_defaults_are_filled_in_also_behind_references_and_per_kind(config):
         (("models", "ae", "kind"), "forest", "allowed values: 'autoencoder', 'vae', 'pca'"),
         (("training", "device"), "gpu", "gpu"),
         (("training", "learning_rate"), -1.0, "learning_rate"),
-        (("normalization", "steps"), ["unit_integral", "sqrt"], "sqrt"),
+        (("normalization", "steps"), ["unit_integral", "cbrt"], "cbrt"),
         (("datasets", "demo_root", "key"), "data", "key"),
         (("split", "train_on"), "good", "good"),
         (("unknown_section",), {}, "unknown_section"),

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 #: spectra (16,384 bins, K = 16) are scored in smaller batches than ``scoring.batch_size``
 MAX_BATCH_ELEMENTS = 1 << 24
 #: the network's settings taken from the config section besides those of ``network_keys``
-TRAINING_DEFAULTS = {"epochs": 200, "batch_size": 64, "learning_rate": 1e-3, "patience": 20, "min_delta": 0.0,
+TRAINING_DEFAULTS = {"epochs": 1000, "batch_size": 64, "learning_rate": 1e-3, "patience": 20, "min_delta": 0.0,
                      "precision": "fp32", "compile": False, "validation_max_spectra": 20000, "device": "auto"}
 SCORING_DEFAULTS = {"mc_samples": 16, "seed": 0, "batch_size": 1024}
 
