@@ -258,7 +258,7 @@ def check_model_shapes(config: dict[str, Any], *, dataset: str, n_bins: int) -> 
     for name, spec in (config.get("models") or {}).items():
         latent_key = detector_kind(spec["kind"]).latent_key
         size = spec.get(latent_key)
-        if size is not None and size >= n_bins:
+        if isinstance(size, int) and size >= n_bins:  # auto is chosen below the bin count
             key = f"models.{name}.{latent_key}"
             raise ConfigError(
                 f"{key} is {size}, but dataset {dataset!r} has spectra of {n_bins} bins; a latent space must be "

@@ -71,11 +71,13 @@ def check_finite_scores(scores: dict[str, np.ndarray], *, spectra: CanonicalSpec
 
 def write_scores(
     table: pd.DataFrame, path: str | os.PathLike[str], *, kind: str, primary: str, thresholds: dict | None = None,
+    choices: dict | None = None,
 ) -> None:
     """Write a score table as parquet, with format version and primary score in its metadata.
 
     ``thresholds``, the calibration of the flag columns (:func:`.thresholds.add_threshold_flags`),
-    is stored as JSON under ``spectral_anomaly.thresholds``.
+    is stored as JSON under ``spectral_anomaly.thresholds``; ``choices``, what the detector's fit chose
+    without labels (e.g. its latent size), under ``spectral_anomaly.choices``.
     """
     import json
 
@@ -89,12 +91,15 @@ def write_scores(
                 b"spectral_anomaly.primary_score": primary.encode()}
     if thresholds is not None:
         metadata[b"spectral_anomaly.thresholds"] = json.dumps(thresholds).encode()
+    if choices:
+        metadata[b"spectral_anomaly.choices"] = json.dumps(choices).encode()
     with atomic_path(path) as tmp:
         pq.write_table(arrow.replace_schema_metadata(metadata), tmp)
 
 
 def read_scores(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a score table; ``table.attrs`` holds ``model_kind``, ``primary_score`` and, when stored, ``thresholds``."""
+    """Read a score table; ``table.attrs`` holds ``model_kind``, ``primary_score`` and, when stored, ``thresholds``
+    and ``choices``."""
     import json
 
     import pyarrow.parquet as pq
@@ -114,6 +119,8 @@ def read_scores(path: str | os.PathLike[str]) -> pd.DataFrame:
     table.attrs["primary_score"] = metadata[b"spectral_anomaly.primary_score"].decode()
     if b"spectral_anomaly.thresholds" in metadata:
         table.attrs["thresholds"] = json.loads(metadata[b"spectral_anomaly.thresholds"])
+    if b"spectral_anomaly.choices" in metadata:
+        table.attrs["choices"] = json.loads(metadata[b"spectral_anomaly.choices"])
     return table
 
 
@@ -127,7 +134,8 @@ def score_and_write(
     scores = detector.score(spectra.X, variances=spectra.variances)
     table = build_score_table(spectra, split, scores, model=model, primary=detector.primary_score)
     table, thresholds = add_threshold_flags(table, false_positive_rates=scoring["false_positive_rates"])
-    write_scores(table, scores_path, kind=detector.kind, primary=detector.primary_score, thresholds=thresholds)
+    write_scores(table, scores_path, kind=detector.kind, primary=detector.primary_score, thresholds=thresholds,
+                 choices=detector.choices_)
     rows = top_spectra(table, scoring["n_examples"])
     examples = detector.reconstruct(spectra.X[rows], variances=None if spectra.variances is None else spectra.variances[rows])
     write_examples(examples_path, spectra=spectra, table=table, rows=rows, **examples)

@@ -113,13 +113,15 @@ def run_train(
              len(split["train"]), len(split["validation"]))
     started = time.perf_counter()
     detector.fit(spectra.X[split["train"]], spectra.X[split["validation"]])
+    for key, choice in detector.choices_.items():
+        log.info("%s: %s = %s (%s)", model, key, choice["value"], choice["reason"])
     seconds = time.perf_counter() - started
     detector.save(model_path)
     write_versioned_csv(detector.history(), history_path, kind="history")
     fit = detector.fit_summary()
     write_json(summary_path, {
         "format_version": FORMAT_VERSIONS["training_summary"], "dataset": dataset, "model": model, "kind": spec["kind"],
-        **fit, "training_seconds": round(seconds, 3),
+        **fit, "choices": detector.choices_, "training_seconds": round(seconds, 3),
         "n_train": int(len(split["train"])), "n_validation": int(len(split["validation"])),
     })
     log.info("fitted %s in %.1f s (%d epochs, best %d) on %s", model, seconds, fit["epochs_trained"], fit["best_epoch"],

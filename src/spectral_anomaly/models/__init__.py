@@ -84,7 +84,9 @@ def load_detector(path: Any, **context: Any) -> Any:
     from .base import read_detector_file
 
     meta, arrays = read_detector_file(path)
-    return detector_class(meta["kind"])._restore(meta, arrays, context=context)
+    detector = detector_class(meta["kind"])._restore(meta, arrays, context=context)
+    detector.choices_ = dict(meta.get("choices") or {})
+    return detector
 
 
 __all__ = ["DETECTORS", "DETECTOR_KINDS", "build_detector", "detector_class", "detector_kind", "load_detector"]

@@ -52,6 +52,8 @@ class Detector(ABC):
     def __init__(self, *, normalization: SpectrumNormalizer, **params: Any) -> None:
         self.normalization = normalization
         self.params = params
+        #: what the fit chose without labels (e.g. ``{"latent_dim": {"value", "reason", ...}}``), saved with it
+        self.choices_: dict[str, Any] = {}
 
     # --- what a kind declares --------------------------------------------------------------------
 
@@ -71,6 +73,21 @@ class Detector(ABC):
     def latent_dim(self) -> int:
         """Size of the latent space (principal components for PCA)."""
         return int(self.params["latent_dim"])
+
+    def _resolve_latent_size(self, train: np.ndarray, validation: np.ndarray | None) -> None:
+        """Replace a latent size of ``auto`` by the one chosen from ``train`` and ``validation``
+        (:mod:`.latent_size`), and record the choice and its reason in :attr:`choices_`."""
+        from . import detector_kind
+
+        key = detector_kind(self.kind).latent_key
+        if self.params.get(key) != "auto":
+            return
+        from .latent_size import choose_latent_size
+
+        empty = np.empty((0, train.shape[1]), dtype=np.float32)
+        choice = choose_latent_size(self.normalization, train, validation if validation is not None else empty)
+        self.params = {**self.params, key: choice["value"]}
+        self.choices_ = {**self.choices_, key: {"asked": "auto", **choice}}
 
     # --- fitting ---------------------------------------------------------------------------------
 
@@ -141,7 +158,7 @@ class Detector(ABC):
 
         meta, arrays = self._state()
         meta = {"kind": self.kind, "package_version": __version__, "params": self.params,
-                "normalization": self.normalization.to_dict(), **meta}
+                "normalization": self.normalization.to_dict(), "choices": self.choices_, **meta}
         with atomic_path(path) as tmp, open(tmp, "wb") as stream:
             np.savez(stream, format_version=FORMAT_VERSIONS["model"], meta=np.array(json.dumps(meta, default=_plain)),
                      **{f"state.{name}": value for name, value in arrays.items()})

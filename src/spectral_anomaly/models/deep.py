@@ -96,6 +96,7 @@ class DeepDetector(Detector):
         from ..train import TrainingData, seed_everything, train_network
 
         self.check_binning(train.shape[1], what="the training spectra")
+        self._resolve_latent_size(train, validation)
         seed_everything(self.seed)  # the initial weights are drawn from the seeded global generator
         network = self.network_class(**self.hyperparameters(train.shape[1]))
         counts = network.needs_counts

@@ -159,9 +159,10 @@ class PCADetector(Detector):
         return int(self.params["n_components"])
 
     def fit(self, train: np.ndarray, validation: np.ndarray | None = None) -> PCADetector:
-        """Fit on the normalized training spectra, block by block (``validation`` is not needed)."""
+        """Fit on the normalized training spectra, block by block (``validation`` only for ``n_components: auto``)."""
         from ..normalize import block_rows
 
+        self._resolve_latent_size(train, validation)
         size = block_rows(train.shape[1])
         self.pca_ = PCABaseline(n_components=self.latent_dim).fit_blocks(
             self.normalization.transform(train[start : start + size]) for start in range(0, len(train), size))

@@ -89,7 +89,17 @@ def comparison_table(metrics: dict) -> str:
     header = ("<tr><th>model</th><th>kind</th><th>primary score</th><th>ROC AUC &plusmn; bootstrap std</th>"
               "<th>PR AUC &plusmn; bootstrap std</th>"
               "<th>test spectra</th><th>test anomalies</th></tr>")
-    return f"<table>\n{header}\n" + "\n".join(rows) + "\n</table>"
+    return f"<table>\n{header}\n" + "\n".join(rows) + "\n</table>" + choices_list(metrics)
+
+
+def choices_list(metrics: dict) -> str:
+    """What each detector's fit chose from the training and validation spectra alone, with the reason."""
+    items = [f"<li>{escape(name)}: {escape(key)} = {escape(str(choice['value']))} &mdash; {escape(str(choice['reason']))}</li>"
+             for name, entry in metrics["models"].items() for key, choice in (entry.get("choices") or {}).items()]
+    if not items:
+        return ""
+    return ("\n<p>Chosen without anomaly labels, from the training and validation spectra only:</p>\n<ul>\n"
+            + "\n".join(items) + "\n</ul>")
 
 
 def ranking_table(metrics: dict) -> str:

@@ -186,6 +186,7 @@ def model_metrics(table: pd.DataFrame, *, labelled: bool, curve: DetectionCurves
         "pr_auc_std": curve.pr_auc_std if curve is not None else None,
         "scores": per_score,
         "thresholds": threshold_metrics(table, labelled=labelled),
+        "choices": dict(table.attrs.get("choices") or {}),
     }
 
 
