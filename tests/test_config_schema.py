@@ -39,7 +39,8 @@ def test_defaults_are_filled_in_also_behind_references_and_per_kind(config):
     assert config["training"]["patience"] == 20
     assert config["models"]["vae"]["sigma_x"] == 1.0
     assert config["models"]["small"] == {"kind": "autoencoder", "architecture": "mlp", "hidden": [128, 32],
-                                         "conv_channels": [16, 32], "kernel_size": 5, "latent_dim": 4, "activation": "relu"}
+                                         "conv_channels": [16, 32], "kernel_size": 5, "latent_dim": 4, "activation": "relu",
+                                         "augment": {"copies": 0, "gain": 0.0, "count_scale": 1.0}}
     assert config["models"]["pca"] == {"kind": "pca", "n_components": 4}
 
 
