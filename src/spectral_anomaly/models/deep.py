@@ -93,9 +93,8 @@ class DeepDetector(Detector):
 
     def fit(self, train: np.ndarray, validation: np.ndarray) -> DeepDetector:
         """Train the network on the normalized training spectra, early-stopping on the validation spectra."""
-        from ..train import TrainingData, seed_everything, train_network
-
         from ..augment import augment_spectra
+        from ..train import TrainingData, seed_everything, train_network
 
         self.check_binning(train.shape[1], what="the training spectra")
         self._resolve_latent_size(train, validation)
