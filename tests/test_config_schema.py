@@ -41,14 +41,15 @@ def test_defaults_are_filled_in_also_behind_references_and_per_kind(config):
     assert config["models"]["small"] == {"kind": "autoencoder", "architecture": "mlp", "hidden": [128, 32],
                                          "conv_channels": [16, 32], "kernel_size": 5, "latent_dim": 4, "activation": "relu",
                                          "augment": {"copies": 0, "gain": 0.0, "count_scale": 1.0}}
-    assert config["models"]["pca"] == {"kind": "pca", "n_components": 4}
+    assert config["models"]["pca"] == {"kind": "pca", "n_components": 4,
+                                       "augment": {"copies": 0, "gain": 0.0, "count_scale": 1.0}}
 
 
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
         (("models", "ae", "hiden"), [3], "models.ae: unknown key 'hiden'; valid keys: 'hidden'"),
-        (("models", "pca", "latent_dim"), 3, "models.pca: unknown key 'latent_dim'; valid keys: 'n_components'"),
+        (("models", "pca", "latent_dim"), 3, "models.pca: unknown key 'latent_dim'; valid keys: .*'n_components'"),
         (("models", "ae", "likelihood"), "poisson", "models.ae: unknown key 'likelihood'"),
         (("models", "ae", "kind"), "forest", "allowed values: 'autoencoder', 'vae', 'pca'"),
         (("training", "device"), "gpu", "gpu"),

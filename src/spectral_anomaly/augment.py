@@ -1,7 +1,7 @@
 """Physically motivated training augmentation: the same spectra as another run would have recorded them.
 
 A detector trained on one run meets later runs whose normal spectra differ in ways that say nothing
-about anomalies: a detector gain a few per cent off, or fewer counts. A deep model's ``augment`` adds, for
+about anomalies: a detector gain a few per cent off, or fewer counts. A detector's ``augment`` adds, for
 each training and validation spectrum, ``copies`` variants drawn from those conditions, so that the
 network learns them as normal (and early stopping judges it on them):
 

@@ -74,6 +74,23 @@ class Detector(ABC):
         """Size of the latent space (principal components for PCA)."""
         return int(self.params["latent_dim"])
 
+    def _augmented(self, train: np.ndarray, validation: np.ndarray | None, *, seed: int) -> tuple[np.ndarray, Any]:
+        """The training and validation spectra with the variants of the detector's ``augment`` option
+        (:mod:`spectral_anomaly.augment`), or as they are."""
+        options = self.params.get("augment") or {}
+        if int(options.get("copies", 0)) <= 0:
+            return train, validation
+        import logging
+
+        from ..augment import augment_spectra
+
+        train = augment_spectra(train, options, seed=seed)
+        if validation is not None:
+            validation = augment_spectra(validation, options, seed=seed + 1, what="validation spectra")
+        logging.getLogger(__name__).info("augmented: %d training spectra (%d variants of each)", len(train),
+                                         int(options["copies"]))
+        return train, validation
+
     def _resolve_latent_size(self, train: np.ndarray, validation: np.ndarray | None) -> None:
         """Replace a latent size of ``auto`` by the one chosen from ``train`` and ``validation``
         (:mod:`.latent_size`), and record the choice and its reason in :attr:`choices_`."""

@@ -93,17 +93,11 @@ class DeepDetector(Detector):
 
     def fit(self, train: np.ndarray, validation: np.ndarray) -> DeepDetector:
         """Train the network on the normalized training spectra, early-stopping on the validation spectra."""
-        from ..augment import augment_spectra
         from ..train import TrainingData, seed_everything, train_network
 
         self.check_binning(train.shape[1], what="the training spectra")
         self._resolve_latent_size(train, validation)
-        augment = self.params.get("augment") or {}
-        if int(augment.get("copies", 0)) > 0:
-            train = augment_spectra(train, augment, seed=self.seed)
-            validation = augment_spectra(validation, augment, seed=self.seed + 1, what="validation spectra")
-            log.info("augmented: %d training and %d validation spectra (%d variants of each)", len(train),
-                     len(validation), int(augment["copies"]))
+        train, validation = self._augmented(train, validation, seed=self.seed)
         seed_everything(self.seed)  # the initial weights are drawn from the seeded global generator
         network = self.network_class(**self.hyperparameters(train.shape[1]))
         counts = network.needs_counts

@@ -163,6 +163,7 @@ class PCADetector(Detector):
         from ..normalize import block_rows
 
         self._resolve_latent_size(train, validation)
+        train, _ = self._augmented(train, None, seed=0)
         size = block_rows(train.shape[1])
         self.pca_ = PCABaseline(n_components=self.latent_dim).fit_blocks(
             self.normalization.transform(train[start : start + size]) for start in range(0, len(train), size))
