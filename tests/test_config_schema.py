@@ -107,7 +107,7 @@ def _enums(schema) -> dict[str, list]:
                 found.setdefault(where.rsplit(".", 1)[-1], [])
                 found[where.rsplit(".", 1)[-1]] += [v for v in node["enum"] if v not in found[where.rsplit(".", 1)[-1]]]
             for key, sub in node.items():
-                walk(sub, f"{where}.{key}" if key not in ("properties", "items", "then", "allOf") else where)
+                walk(sub, f"{where}.{key}" if key not in ("properties", "items", "then", "allOf", "oneOf") else where)
         elif isinstance(node, list):
             for sub in node:
                 walk(sub, where)

@@ -270,3 +270,39 @@ def test_unit_integral_must_be_the_first_step():
     X = np.random.default_rng(0).poisson(50, size=(20, 8)).astype(np.float64)
     with pytest.raises(ConfigError, match="unit_integral must come first"):
         SpectrumNormalizer(steps=["log1p", "unit_integral"]).fit(X)
+
+
+def test_auto_steps_divide_counts_by_their_total_and_compare_other_values_by_shape(tmp_path):
+    from spectral_anomaly.normalize import AUTO_STEPS, choose_steps
+
+    counts = np.random.default_rng(0).poisson(50.0, size=(40, 8)).astype(np.float32)
+    flux = counts * 0.013 + 0.5
+    rows = np.arange(40)
+    chosen = choose_steps(counts, rows)
+    assert chosen["value"] == list(AUTO_STEPS["counts"]) == ["unit_integral", "standardize"]
+    assert "counts" in chosen["reason"]
+    other = choose_steps(flux, rows)
+    assert other["value"] == ["standardize_spectrum", "standardize"] and "40 of the 40" in other["reason"]
+    negative = counts.copy()
+    negative[3, 2] = -1.0
+    assert choose_steps(negative, rows)["value"] == ["standardize_spectrum", "standardize"]
+    # the choice travels with the fitted normalization
+    normalizer = SpectrumNormalizer(other["value"]).fit(flux)
+    normalizer.choice_ = other
+    write_normalizer(normalizer, tmp_path / "n.json", dataset="d")
+    assert read_normalizer(tmp_path / "n.json").choice_ == other
+
+
+def test_a_config_without_normalization_steps_chooses_them_from_the_training_spectra(tmp_path, tiny_demo_config):
+    from spectral_anomaly import stages
+
+    config = tiny_demo_config()
+    assert config["normalization"]["steps"] == "auto"
+    stages.run_demo(config, hdf5_path=tmp_path / "raw.h5", root_path=tmp_path / "raw.root")
+    stages.run_ingest(config, "d", input_paths=[tmp_path / "raw.h5"], output=tmp_path / "data.h5")
+    stages.run_split(config, "d", data_path=tmp_path / "data.h5", output=tmp_path / "split.json")
+    stages.run_normalize(config, "d", data_path=tmp_path / "data.h5", split_path=tmp_path / "split.json",
+                         output=tmp_path / "norm.json")
+    normalizer = read_normalizer(tmp_path / "norm.json")
+    assert normalizer.steps == ["unit_integral", "standardize"]  # the demo spectra are counts
+    assert normalizer.choice_["asked"] == "auto" and "counts" in normalizer.choice_["reason"]

@@ -43,6 +43,10 @@ FITTED_STEPS = ("standardize", "center_maxabs")
 #: steps whose inverse needs numbers of each spectrum (its total, its mean and spread): inverting them
 #: takes the original spectra
 PER_SPECTRUM_STEPS = ("unit_integral", "standardize_spectrum")
+#: what ``steps: auto`` chooses, by what the training spectra are: counts, whose totals follow the exposure
+#: (live time, luminosity) rather than the shape, are divided by them; other values (fluxes, rates, magnitudes
+#: converted to flux) are compared by their shape alone. Then every bin is standardized.
+AUTO_STEPS = {"counts": ("unit_integral", "standardize"), "values": ("standardize_spectrum", "standardize")}
 #: steps that say the spectra are counts (Poisson-distributed per bin): models without a noise model of
 #: their own take Poisson uncertainties then
 COUNT_STEPS = ("unit_integral", "log1p", "sqrt")
@@ -195,7 +199,9 @@ class SpectrumNormalizer:
             raise InvalidSpectraError(f"expected spectra of shape (n, {self.n_bins_}), got {X.shape}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"steps": list(self.steps), "n_bins": self.n_bins_, "params": self.params_}
+        choice = getattr(self, "choice_", None)
+        return {"steps": list(self.steps), "n_bins": self.n_bins_, "params": self.params_,
+                **({"choice": choice} if choice else {})}
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> SpectrumNormalizer:
@@ -203,7 +209,27 @@ class SpectrumNormalizer:
         normalizer._check_steps()
         normalizer.n_bins_ = int(payload["n_bins"])
         normalizer.params_ = payload["params"]
+        if payload.get("choice"):
+            normalizer.choice_ = payload["choice"]
         return normalizer
+
+
+def choose_steps(X: np.ndarray, rows: np.ndarray) -> dict[str, Any]:
+    """The steps of ``steps: auto`` for the training spectra ``X[rows]`` and why (:data:`AUTO_STEPS`)."""
+    rows = np.asarray(rows)
+    size = block_rows(X.shape[1])
+    not_counts = 0
+    for start in range(0, len(rows), size):
+        block = np.asarray(X[rows[start : start + size]], dtype=np.float64)
+        not_counts += int(((block < 0) | (block != np.round(block))).any(axis=1).sum())
+    if not_counts == 0:
+        return {"asked": "auto", "value": list(AUTO_STEPS["counts"]),
+                "reason": f"the {len(rows)} training spectra are counts (non-negative whole numbers): each is divided "
+                          "by its total, which follows the exposure rather than the shape; then each bin is standardized"}
+    return {"asked": "auto", "value": list(AUTO_STEPS["values"]),
+            "reason": f"{not_counts} of the {len(rows)} training spectra hold negative or fractional values, so they are "
+                      "not counts: each spectrum is standardized over its own bins, so that only shapes are compared; "
+                      "then each bin is standardized"}
 
 
 def check_training_variation(

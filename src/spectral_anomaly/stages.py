@@ -73,16 +73,23 @@ def run_split(config: dict[str, Any], dataset: str, *, data_path: PathLike, outp
 
 
 def run_normalize(config: dict[str, Any], dataset: str, *, data_path: PathLike, split_path: PathLike, output: PathLike) -> None:
-    from .normalize import SpectrumNormalizer, check_training_variation, write_normalizer
+    from .normalize import SpectrumNormalizer, check_training_variation, choose_steps, write_normalizer
     from .split import read_split
 
     spectra = read_canonical(data_path)
     check_bin_count(dataset, spectra.n_bins)
     train = read_split(split_path)["train"]
+    steps, choice = config["normalization"]["steps"], None
+    if steps == "auto":
+        choice = choose_steps(spectra.X, train)
+        steps = choice["value"]
+        log.info("dataset %s: normalization %s (%s)", dataset, " -> ".join(steps), choice["reason"])
     try:
-        normalizer = SpectrumNormalizer(steps=config["normalization"]["steps"]).fit(spectra.X, rows=train)
+        normalizer = SpectrumNormalizer(steps=steps).fit(spectra.X, rows=train)
     except InvalidSpectraError as error:
         raise InvalidSpectraError(f"dataset {dataset!r}: {error}") from None
+    if choice:
+        normalizer.choice_ = choice
     constant = check_training_variation(normalizer, spectra.X, train, dataset=dataset)
     if constant:
         log.warning("dataset %s: %d of %d bins never %s in the training spectra after normalization; they carry "
@@ -109,6 +116,8 @@ def run_train(
     check_model_shapes({**config, "models": {model: spec}}, dataset=dataset, n_bins=spectra.n_bins)
     detector = build_detector(spec, normalization=normalizer, training=config["training"], scoring=config["scoring"],
                               seed=seed, checkpoint_path=f"{model_path}.checkpoint")  # resumes a killed job
+    if getattr(normalizer, "choice_", None):  # the run chose the normalization from the data: the model says so too
+        detector.choices_["normalization"] = normalizer.choice_
     log.info("fitting %s (%s) on %s: %d training, %d validation spectra", model, spec["kind"], dataset,
              len(split["train"]), len(split["validation"]))
     started = time.perf_counter()

@@ -38,7 +38,9 @@ STAGES = ("demo", "ingest", "split", "normalize", "train")
 
 def requires_counts(config: Mapping[str, Any]) -> bool:
     """Whether ingestion must refuse negative values: a normalization step or a Poisson likelihood needs counts."""
-    return any(step in STEPS_NEEDING_COUNTS for step in config["normalization"]["steps"]) or any(
+    steps = config["normalization"]["steps"]
+    steps = [] if steps == "auto" else steps  # auto takes counts and other values alike
+    return any(step in STEPS_NEEDING_COUNTS for step in steps) or any(
         spec.get("likelihood") == "poisson" for spec in config["models"].values())
 
 
