@@ -96,9 +96,13 @@ CMS_CSV = DATA_ROOT / "cms_dqm_pixel_zerobias2017B" / "data_small_train.csv"
 CONFIG_DIR = Path(__file__).resolve().parent / "quality_configs"
 #: dataset -> its group: "hard" sets tell detectors apart; "control" sets are separated by every detector
 DATASETS = {"macho": "hard", "macho_hard": "hard", "drifting_demo": "hard",
+            "macho_defaults": "hard", "drifting_demo_defaults": "hard",
             "cms_pixel": "control", "gamma_nai_derived": "control"}
+#: a config of only the dataset keys (defaults for the rest) on the data of another entry
+SAME_DATA = {"macho_defaults": "macho", "drifting_demo_defaults": "drifting_demo"}
 #: the rows of the test split a dataset's protocol evaluates on (pandas query over the score table)
-EVALUATE_ON = {"macho": "fold == 1", "macho_hard": "fold == 1", "drifting_demo": "run != 300000"}
+EVALUATE_ON = {"macho": "fold == 1", "macho_hard": "fold == 1", "drifting_demo": "run != 300000",
+               "macho_defaults": "fold == 1", "drifting_demo_defaults": "run != 300000"}
 #: stratified bootstrap resamples of the evaluated rows for the ROC AUC's spread
 BOOTSTRAP_RESAMPLES = 200
 
@@ -126,6 +130,7 @@ log = logging.getLogger("quality")
 def dataset_path(dataset: str, out: Path, args: argparse.Namespace) -> tuple[Path, dict[str, Any] | None]:
     """The input file of a dataset, writing it first where it is derived or generated, and its description."""
     derived = out / "derived"
+    dataset = SAME_DATA.get(dataset, dataset)
     if dataset == "cms_pixel":
         return CMS_CSV, None
     if dataset == "macho":
@@ -150,6 +155,7 @@ def load_quality_config(dataset: str, *, data_path: Path, quick: bool, device: s
     config = yaml.safe_load(source.read_text())
     config["datasets"][dataset]["path"] = str(data_path)
     config["results_dir"] = str(results_dir)
+    config.setdefault("training", {})
     if quick:
         config["training"].update(QUICK_TRAINING)
     if device is not None:
