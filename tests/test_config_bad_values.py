@@ -11,6 +11,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -95,6 +96,13 @@ def leaves() -> list[tuple[tuple[str, ...], dict[str, Any], str]]:
 
 def bad_value(schema: dict[str, Any]) -> tuple[Any, list[str]] | None:
     """A value the schema refuses and the words the error must show (what is allowed), or None."""
+    if "oneOf" in schema:  # a value every alternative refuses; the error names each alternative
+        alternatives = [resolve(sub) for sub in schema["oneOf"]]
+        for sub in alternatives:
+            candidate = bad_value(sub) if "const" not in sub else None
+            if candidate is not None and not any(jsonschema.Draft202012Validator(a).is_valid(candidate[0]) for a in alternatives):
+                return candidate[0], [*candidate[1], *[repr(a["const"]) for a in alternatives if "const" in a]]
+        return None
     if "enum" in schema:
         return "no_such_choice", [repr(v) for v in schema["enum"]]
     kind = schema.get("type")

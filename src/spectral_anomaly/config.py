@@ -78,6 +78,8 @@ def validate_config(config: dict[str, Any], *, source: str | os.PathLike[str] = 
         )
     validator = _validator(load_schema())
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    while error is not None and error.parent is not None and error.parent.validator == "oneOf":
+        error = error.parent  # name every allowed form (e.g. a number or 'auto'), not only the closest one
     if error is not None:
         raise ConfigError(f"{source}: {describe_schema_error(error)}")
     check_config_values(config, source=source)
@@ -108,8 +110,25 @@ def describe_schema_error(error: Any) -> str:
         "uniqueItems": lambda: "allowed: entries without repeats",
         "minProperties": lambda: f"allowed: at least {value} entries",
         "required": lambda: f"required keys: {', '.join(value)}",
+        "oneOf": lambda: "allowed: " + " or ".join(_describe_alternative(sub) for sub in value),
     }.get(rule, lambda: f"schema rule {rule}: {value!r}")()
-    return f"{where}: {error.message}; {allowed}"
+    message = f"{error.instance!r} is not one of the allowed forms" if rule == "oneOf" else error.message
+    return f"{where}: {message}; {allowed}"
+
+
+def _describe_alternative(schema: dict) -> str:
+    """One alternative of a ``oneOf`` in words: ``'auto'``, ``an integer from 1 to 1024``, ``a list of ...``."""
+    if "const" in schema:
+        return repr(schema["const"])
+    kind = schema.get("type")
+    if kind in ("integer", "number"):
+        low, high = schema.get("minimum"), schema.get("maximum")
+        return f"{'an' if kind == 'integer' else 'a'} {kind}" + (f" from {low}" if low is not None else "") + (
+            f" to {high}" if high is not None else "")
+    if kind == "array":
+        items = schema.get("items") or {}
+        return "a list of " + (", ".join(map(repr, items["enum"])) if "enum" in items else str(items.get("type", "values")))
+    return f"a value of type {kind}"
 
 
 #: top-level system folders that can never hold result versions (besides the file-system root itself)
