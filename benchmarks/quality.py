@@ -2,7 +2,8 @@
 
 What it does
 ------------
-For each dataset it runs the pipeline's stages exactly as the workflow does, by calling the
+For each dataset it runs the pipeline's stages exactly as the workflow does (every deep detector once
+per training seed, ``--seeds``, default 0 1 2), by calling the
 stage functions of :mod:`spectral_anomaly.stages` (``run_ingest``, ``run_split``,
 ``run_normalize`` and ``run_train`` per model, which fits and scores it) on a config from
 ``benchmarks/quality_configs/`` validated with :func:`spectral_anomaly.config.validate_config`
@@ -23,6 +24,26 @@ gamma: only the sources at 223.6 and 316.2 cm).
 
 Datasets
 --------
+Hard sets, which tell detectors apart (``DATASETS``; ``EVALUATE_ON`` restricts the evaluated rows to
+their protocol's):
+
+``macho``
+    ``../shared/data/macho_lightcurves/folded.csv``: real MACHO light curves folded into 64 phase bins;
+    normal = pulsating stars (RR Lyrae, Cepheids), anomalous = eclipsing binaries; trained on the
+    normal stars of ``fold == 0``, evaluated on every star of ``fold == 1`` (the README's protocol).
+``macho_hard``
+    The harder variant: a DERIVED copy without the eclipsing binaries; normal = RR Lyrae, anomalous =
+    Cepheids.
+``drifting_demo``
+    GENERATED (:func:`spectral_anomaly.demo.generate_drifting_runs`): 6 runs of 1000 spectra whose gain,
+    resolution, count level and background slope change from run to run, with subtle anomalies;
+    trained on run 300000, evaluated on the others.
+``macho_defaults``, ``drifting_demo_defaults``
+    The same data with only the dataset keys and the protocol's split in the config: the defaults
+    (normalization ``auto``, the recommended detector set, latent sizes ``auto``).
+
+Controls, separated by every detector:
+
 ``cms_pixel``
     ``../shared/data/cms_dqm_pixel_zerobias2017B/data_small_train.csv`` (real CMS DQM histograms,
     one per lumisection, 100 bins); label ``y == 0``; trained on the good lumisections of run
@@ -48,7 +69,7 @@ Run it
 ------
 From the repository root::
 
-    .venv/bin/python benchmarks/quality.py --out /tmp/quality            # full run: 7 min CPU, one torch thread
+    .venv/bin/python benchmarks/quality.py --out /tmp/quality            # full run, 3 training seeds, one torch thread
     .venv/bin/python benchmarks/quality.py --quick                       # smoke run, 12-45 s
     .venv/bin/python benchmarks/quality.py --datasets cms_pixel --models ae_mlp vae_mlp_poisson
 
