@@ -90,4 +90,4 @@ def test_the_choice_reaches_the_training_summary_the_score_table_and_the_report(
     metrics = {"models": {"p": model_metrics(table, labelled=True)}}
     assert metrics["models"]["p"]["choices"] == summary["choices"]
     html = comparison_table(metrics)
-    assert "Chosen without anomaly labels" in html and f"n_components = {choice['value']}" in html
+    assert "Chosen without anomaly labels" in html and f"<b>n_components</b> = {choice['value']} (p)" in html

@@ -93,11 +93,18 @@ def comparison_table(metrics: dict) -> str:
 
 
 def choices_list(metrics: dict) -> str:
-    """What each detector's fit chose from the training and validation spectra alone, with the reason."""
-    items = [f"<li>{escape(name)}: {escape(key)} = {escape(str(choice['value']))} &mdash; {escape(str(choice['reason']))}</li>"
-             for name, entry in metrics["models"].items() for key, choice in (entry.get("choices") or {}).items()]
-    if not items:
+    """What the detectors' fits chose from the training and validation spectra alone, with the reason;
+    a choice shared by several models is listed once, with their names."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for name, entry in metrics["models"].items():
+        for key, choice in (entry.get("choices") or {}).items():
+            value = choice["value"]
+            shown = " \u2192 ".join(map(str, value)) if isinstance(value, list) else str(value)
+            groups.setdefault((key, shown, str(choice["reason"])), []).append(name)
+    if not groups:
         return ""
+    items = [f"<li><b>{escape(key)}</b> = {escape(shown)} ({escape(', '.join(names))}): {escape(reason)}</li>"
+             for (key, shown, reason), names in groups.items()]
     return ("\n<p>Chosen without anomaly labels, from the training and validation spectra only:</p>\n<ul>\n"
             + "\n".join(items) + "\n</ul>")
 
