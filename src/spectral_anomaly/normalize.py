@@ -166,18 +166,20 @@ class SpectrumNormalizer:
         """
         self._check_fitted(Z)
         X = np.asarray(Z, dtype=np.float64)
-        inputs = self._step_inputs(original) if original is not None else None
+        if original is not None and totals is None and "unit_integral" in self.steps[:1]:
+            totals = np.asarray(original, dtype=np.float64).sum(axis=1)  # the first step's input is the original
+        replay = original is not None and "standardize_spectrum" in self.steps
+        inputs = self._step_inputs(original) if replay else None
         for index in reversed(range(len(self.steps))):
             step, params = self.steps[index], self.params_[index]
             if step in PER_SPECTRUM_STEPS:
-                if inputs is None and not (step == "unit_integral" and totals is not None):
+                if (inputs is None and step != "unit_integral") or (step == "unit_integral" and totals is None):
                     needs = "the original spectra (original=...) or their totals (totals=...)" if step == "unit_integral" \
                         else "the original spectra (original=...)"
                     raise ValueError(f"the inverse of {step} needs {needs}")
                 before = inputs[index] if inputs is not None else None
                 if step == "unit_integral":
-                    sums = before.sum(axis=1) if before is not None else np.asarray(totals, dtype=np.float64)
-                    X = X * sums.reshape(-1, 1)
+                    X = X * np.asarray(totals, dtype=np.float64).reshape(-1, 1)
                 else:
                     X = X * _row_spread(before, np)[0] + before.mean(axis=1, keepdims=True)
             else:
@@ -185,9 +187,10 @@ class SpectrumNormalizer:
         return X
 
     def _step_inputs(self, original: np.ndarray) -> list[np.ndarray]:
-        """What each step received when ``original`` was normalized (float64, without the final clip)."""
+        """What each step up to the last ``standardize_spectrum`` received when ``original`` was normalized."""
+        last = max(i for i, step in enumerate(self.steps) if step == "standardize_spectrum")
         Z, inputs = np.array(original, dtype=np.float64), []
-        for index, step in enumerate(self.steps):
+        for index, step in enumerate(self.steps[: last + 1]):
             inputs.append(Z)
             Z = _forward(step, self._constants(index, np, Z), Z, np)
         return inputs
