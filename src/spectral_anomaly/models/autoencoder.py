@@ -110,7 +110,7 @@ class AutoencoderDetector(DeepDetector):
         scale = np.sqrt(squares / n)
         return np.maximum(scale, RESIDUAL_SCALE_FLOOR * max(float(scale.max(initial=0.0)), 1e-300))
 
-    def _model_pulls(self, X: np.ndarray, normalized: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
+    def _model_pulls(self, X: np.ndarray, normalized: np.ndarray | None, reconstruction: np.ndarray) -> np.ndarray:
         if self.normalization.takes_counts:
             counts = np.asarray(X, dtype=np.float64)
             expected = self.normalization.inverse_transform(reconstruction, original=counts)

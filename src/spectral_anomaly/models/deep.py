@@ -156,8 +156,8 @@ class DeepDetector(Detector):
             if network.needs_counts:  # the Poisson mean is in counts: its squared residuals are taken once normalized
                 residuals = (self.normalization.transform(out["reconstruction"]) - normalized).double()
                 out["reconstruction_error"] = (residuals**2).sum(dim=1)
-            if variances is None and not self.network_pulls:
-                out["normalized"] = normalized
+            if variances is None and not self.network_pulls and not self.normalization.takes_counts:
+                out["normalized"] = normalized  # pulls in normalized units need them; Poisson pulls do not
             columns = {name: value.double().cpu().numpy() for name, value in out.items()}
         reconstruction = columns.pop("reconstruction", None)
         columns.pop("pulls", None)
@@ -166,12 +166,13 @@ class DeepDetector(Detector):
             columns.update(pull_summaries(file_variance_pulls(counts_in, self._in_input_units(reconstruction, counts_in),
                                                               variances)))
         elif not self.network_pulls:
-            columns.update(pull_summaries(self._model_pulls(X, columns.pop("normalized"), reconstruction)))
+            columns.update(pull_summaries(self._model_pulls(X, columns.pop("normalized", None), reconstruction)))
         return {name: columns[name] for name in (*self.score_columns, "latent")}
 
-    def _model_pulls(self, X: np.ndarray, normalized: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
-        """Per-bin pulls of raw spectra ``X`` from their normalized values and the network's reconstruction
-        (normalized units), for a detector whose network has no likelihood (``network_pulls`` false)."""
+    def _model_pulls(self, X: np.ndarray, normalized: np.ndarray | None, reconstruction: np.ndarray) -> np.ndarray:
+        """Per-bin pulls of raw spectra ``X`` from their normalized values (None where the spectra are counts)
+        and the network's reconstruction (normalized units), for a detector whose network has no likelihood
+        (``network_pulls`` false)."""
         raise NotImplementedError(f"{type(self).__name__} declares network_pulls but gives no _model_pulls")
 
     def _in_input_units(self, reconstruction: np.ndarray, counts: np.ndarray) -> np.ndarray:
