@@ -85,9 +85,12 @@ def test_the_choice_reaches_the_training_summary_the_score_table_and_the_report(
     summary = json.loads((tmp_path / "p.json").read_text())
     choice = summary["choices"]["n_components"]
     assert 1 <= choice["value"] < 32 and "held-out" in choice["reason"]
+    assert summary["choices"]["primary_score"]["value"] == "pca_nll"
+    assert "before any data" in summary["choices"]["primary_score"]["reason"]
     table = read_scores(tmp_path / "p.parquet")
     assert table.attrs["choices"] == summary["choices"]
     metrics = {"models": {"p": model_metrics(table, labelled=True)}}
     assert metrics["models"]["p"]["choices"] == summary["choices"]
     html = comparison_table(metrics)
     assert "Chosen without anomaly labels" in html and f"<b>n_components</b> = {choice['value']} (p)" in html
+    assert "<b>primary_score</b> = pca_nll (p)" in html

@@ -88,6 +88,7 @@ class AutoencoderDetector(DeepDetector):
     network_class = Autoencoder
     network_keys = ("architecture", "hidden", "conv_channels", "kernel_size", "latent_dim", "activation")
     network_pulls = False
+    primary_reason = "the squared distance, in normalized units, of the spectrum from what the autoencoder reproduces of it"
 
     def fit(self, train: np.ndarray, validation: np.ndarray) -> AutoencoderDetector:
         super().fit(train, validation)

@@ -91,11 +91,18 @@ class Detector(ABC):
                                          int(options["copies"]))
         return train, validation
 
-    def _resolve_latent_size(self, train: np.ndarray, validation: np.ndarray | None) -> None:
-        """Replace a latent size of ``auto`` by the one chosen from ``train`` and ``validation``
-        (:mod:`.latent_size`), and record the choice and its reason in :attr:`choices_`."""
+    @property
+    def primary_reason(self) -> str:
+        """Why the primary score ranks spectra, as the kind states it before seeing any data."""
+        return "the score the detector kind declares first"
+
+    def _label_free_choices(self, train: np.ndarray, validation: np.ndarray | None) -> None:
+        """Record the primary score and why, and replace a latent size of ``auto`` by the one chosen from
+        ``train`` and ``validation`` (:mod:`.latent_size`), with its reason, in :attr:`choices_`."""
         from . import detector_kind
 
+        self.choices_ = {**self.choices_, "primary_score": {
+            "value": self.primary_score, "reason": f"fixed by the detector kind before any data: {self.primary_reason}"}}
         key = detector_kind(self.kind).latent_key
         if self.params.get(key) != "auto":
             return

@@ -96,7 +96,7 @@ class DeepDetector(Detector):
         from ..train import TrainingData, seed_everything, train_network
 
         self.check_binning(train.shape[1], what="the training spectra")
-        self._resolve_latent_size(train, validation)
+        self._label_free_choices(train, validation)
         train, validation = self._augmented(train, validation, seed=self.seed)
         seed_everything(self.seed)  # the initial weights are drawn from the seeded global generator
         network = self.network_class(**self.hyperparameters(train.shape[1]))

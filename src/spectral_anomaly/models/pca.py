@@ -149,6 +149,8 @@ class PCADetector(Detector):
     """Probabilistic PCA of the normalized spectra (kind ``pca``); parameter ``n_components``."""
 
     kind = "pca"
+    primary_reason = ("the negative log-likelihood of the normalized spectrum under probabilistic PCA: its distance "
+                      "within the principal subspace and from it, each in units of the training spread")
 
     @classmethod
     def from_config(cls, params: dict, *, normalization, **_context) -> PCADetector:
@@ -162,7 +164,7 @@ class PCADetector(Detector):
         """Fit on the normalized training spectra, block by block (``validation`` only for ``n_components: auto``)."""
         from ..normalize import block_rows
 
-        self._resolve_latent_size(train, validation)
+        self._label_free_choices(train, validation)
         train, _ = self._augmented(train, None, seed=0)
         size = block_rows(train.shape[1])
         self.pca_ = PCABaseline(n_components=self.latent_dim).fit_blocks(

@@ -189,5 +189,12 @@ class VAEDetector(DeepDetector):
         return columns if self.params.get("likelihood") == "poisson" else tuple(c for c in columns if c != "elbo_deviance")
 
     @property
+    def primary_reason(self) -> str:
+        if self.params.get("likelihood") == "poisson":
+            return ("the negative ELBO minus the log-likelihood of a perfect fit (half the Poisson deviance plus the KL), "
+                    "which compares spectra of different totals")
+        return "the negative ELBO, an upper bound on the spectrum's negative log-likelihood under the model"
+
+    @property
     def kl_weights(self) -> tuple[float, int]:
         return float(self.params.get("beta", 1.0)), int(self.params.get("beta_warmup_epochs", 0))
