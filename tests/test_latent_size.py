@@ -86,6 +86,7 @@ def test_the_choice_reaches_the_training_summary_the_score_table_and_the_report(
     choice = summary["choices"]["n_components"]
     assert 1 <= choice["value"] < 32 and "held-out" in choice["reason"]
     assert summary["choices"]["primary_score"]["value"] == "pca_nll"
+    assert summary["choices"]["normalization"]["value"] == ["unit_integral", "standardize"]  # auto: demo counts
     assert "before any data" in summary["choices"]["primary_score"]["reason"]
     table = read_scores(tmp_path / "p.parquet")
     assert table.attrs["choices"] == summary["choices"]

@@ -116,8 +116,6 @@ def run_train(
     check_model_shapes({**config, "models": {model: spec}}, dataset=dataset, n_bins=spectra.n_bins)
     detector = build_detector(spec, normalization=normalizer, training=config["training"], scoring=config["scoring"],
                               seed=seed, checkpoint_path=f"{model_path}.checkpoint")  # resumes a killed job
-    if getattr(normalizer, "choice_", None):  # the run chose the normalization from the data: the model says so too
-        detector.choices_["normalization"] = normalizer.choice_
     log.info("fitting %s (%s) on %s: %d training, %d validation spectra", model, spec["kind"], dataset,
              len(split["train"]), len(split["validation"]))
     started = time.perf_counter()

@@ -97,11 +97,13 @@ class Detector(ABC):
         return "the score the detector kind declares first"
 
     def _label_free_choices(self, train: np.ndarray, validation: np.ndarray | None) -> None:
-        """Record the primary score and why, and replace a latent size of ``auto`` by the one chosen from
+        """Record the normalization's choice (where ``steps: auto`` made one), the primary score and why, and
+        replace a latent size of ``auto`` by the one chosen from
         ``train`` and ``validation`` (:mod:`.latent_size`), with its reason, in :attr:`choices_`."""
         from . import detector_kind
 
-        self.choices_ = {**self.choices_, "primary_score": {
+        normalization = getattr(self.normalization, "choice_", None)  # steps: auto, chosen from the training spectra
+        self.choices_ = {**self.choices_, **({"normalization": normalization} if normalization else {}), "primary_score": {
             "value": self.primary_score, "reason": f"fixed by the detector kind before any data: {self.primary_reason}"}}
         key = detector_kind(self.kind).latent_key
         if self.params.get(key) != "auto":
