@@ -84,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--examples", default=None, help="with --scores: the most anomalous spectra with reconstructions")
     _add(sub, "score", "score every spectrum with a stored detector", "data", "split", "model_file", "scores", "examples",
          model=True)
+    _add_apply(sub)
+    monitor = sub.add_parser(
+        "monitor-report", help="build the monitoring report of an apply run's dataset",
+        description="Build the monitoring report of a dataset of an apply run from its stored scores and the "
+                    "reference's: scores along the runs with the stored cuts, flagged fractions, the most anomalous "
+                    "spectra and the drift test.")
+    monitor.add_argument("--config", required=True, help="the apply run's config.yaml (a config with reference:)")
+    monitor.add_argument("--dataset", required=True, help="dataset name from the apply config's datasets section")
+    for option in ("result_dir", "html", "metrics", "figure_dir"):
+        monitor.add_argument(f"--{option.replace('_', '-')}", dest=option, required=True, help=FILE_HELP[option])
     link = sub.add_parser("link", help="link a version's files to the shared stage outputs it reuses",
                           description="Make each link (a path in a result version) a relative symbolic link to its "
                                       "target (a shared stage output), which is made read-only.")
@@ -113,6 +123,47 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--output", default=None,
                          help="write the comparison to this file: .md (Markdown) or .html; default: Markdown on stdout")
     return parser
+
+
+def _add_apply(sub) -> None:
+    apply = sub.add_parser(
+        "apply", help="score new spectra with the detectors of a stored result version, flagged at its stored cuts",
+        description="Score new spectra with every detector of a stored result version (the reference), flagged at the "
+                    "cuts calibrated when it was trained. Nothing is trained or recalibrated, no split is needed, and "
+                    "the spectra are read block by block, so files larger than memory are scored in bounded memory.")
+    apply.add_argument("--reference", required=True,
+                       help="the result version folder the detectors come from, e.g. results/demo-1a2b3c4d5e")
+    source = apply.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", nargs="+", help="raw file(s) of new spectra, read with the reader keys of the "
+                                                   "reference dataset (format, dataset, pattern, ...), in order")
+    source.add_argument("--data", help="the new spectra as a canonical store (.h5), e.g. written by the ingest step")
+    apply.add_argument("--output-dir", required=True,
+                       help="folder to write into: data/<dataset>.h5 (with --input), and per model "
+                            "scores/<dataset>/<model>.parquet with its .examples.npz")
+    apply.add_argument("--dataset", default=None, help="name of the new spectra in the output (default: the reference "
+                                                       "dataset's name)")
+    apply.add_argument("--reference-dataset", default=None,
+                       help="the reference dataset whose detectors score the spectra (needed when the reference has several)")
+    apply.add_argument("--models", nargs="+", default=None, help="score with these models only (default: every model "
+                                                                 "of the reference)")
+    apply.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="where the deep detectors run: auto (a CUDA GPU when present), cpu or cuda")
+    apply.add_argument("--n-examples", type=int, default=10,
+                       help="most anomalous spectra stored per model with their reconstructions (default: 10)")
+
+
+def run_apply(args: argparse.Namespace) -> None:
+    """The ``apply`` subcommand: ingest ``--input`` (or read ``--data``), score at the stored cuts, say what it wrote."""
+    from . import stages
+    from .store.layout import VersionLayout
+
+    summary = stages.run_apply(reference=args.reference, inputs=args.input, data_path=args.data,
+                               result_dir=args.output_dir, dataset=args.dataset, reference_dataset=args.reference_dataset,
+                               models=args.models, device=args.device, n_examples=args.n_examples)
+    layout = VersionLayout(args.output_dir)
+    for model, counts in summary["flagged"].items():
+        flagged = ", ".join(f"{n} flagged at {column}" for column, n in counts.items())
+        print(f"{model}: {summary['n_spectra']} spectra scored, {flagged}: {layout.scores(summary['dataset'], model)}")
 
 
 def _with_report_options(config: dict, report_options: str | None) -> dict:
@@ -152,6 +203,17 @@ def run(args: argparse.Namespace) -> None:
         return
     from . import stages
 
+    if args.command == "apply":
+        run_apply(args)
+        return
+    if args.command == "monitor-report":
+        from .apply import validate_apply_config
+        from .config import read_config_file
+
+        config = validate_apply_config(read_config_file(args.config), source=args.config)
+        stages.run_monitor_report(config, args.dataset, result_dir=args.result_dir, html_path=args.html,
+                                  metrics_path=args.metrics, figure_dir=args.figure_dir)
+        return
     if args.command == "write-config":
         stages.run_write_config(json.loads(args.json), output=args.output)
         return

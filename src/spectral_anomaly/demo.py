@@ -47,13 +47,14 @@ def _gaussian(centres: np.ndarray, mean: float, sigma: float) -> np.ndarray:
     return np.exp(-0.5 * ((centres - mean) / sigma) ** 2)
 
 
-def _expected_spectrum(rng: np.random.Generator, centres: np.ndarray) -> tuple[np.ndarray, dict]:
-    """One normal spectrum shape (unit integral) and the parameters it was drawn with."""
+def _expected_spectrum(rng: np.random.Generator, centres: np.ndarray, *, gain: float = 1.0) -> tuple[np.ndarray, dict]:
+    """One normal spectrum shape (unit integral) and the parameters it was drawn with; ``gain`` scales
+    every peak's energy and width (a detector whose gain drifted)."""
     params = {
         "slope_kev": rng.uniform(450.0, 650.0),
         "amplitudes": rng.uniform(0.2, 1.0, size=len(PEAKS_KEV)),
-        "sigmas": np.array(PEAK_SIGMA_KEV),
-        "means": np.array(PEAKS_KEV),
+        "sigmas": np.array(PEAK_SIGMA_KEV) * gain,
+        "means": np.array(PEAKS_KEV) * gain,
     }
     return _shape(centres, params), params
 
@@ -98,8 +99,11 @@ def _inject(kind: int, rng: np.random.Generator, centres: np.ndarray, params: di
     raise ValueError(f"anomaly kind {kind} changes the shape only through the counts")
 
 
-def generate_demo_spectra(*, seed: int, n_spectra: int, n_bins: int, anomaly_fraction: float) -> DemoSpectra:
+def generate_demo_spectra(*, seed: int, n_spectra: int, n_bins: int, anomaly_fraction: float,
+                          gain: float = 1.0) -> DemoSpectra:
     """Draw ``n_spectra`` demo spectra of ``n_bins`` bins; about ``anomaly_fraction`` are anomalous.
+    ``gain`` (1 = nominal) scales the peaks' energies, as a drifted detector would: with the same seed
+    and gain 1 the spectra are the same as without it.
 
     Anomalies are spread evenly over the six kinds. Metadata columns: ``run``, ``lumisection``,
     ``anomaly_kind`` (0 normal, else a key of :data:`ANOMALY_KINDS`) and ``expected_counts``.
@@ -114,7 +118,7 @@ def generate_demo_spectra(*, seed: int, n_spectra: int, n_bins: int, anomaly_fra
     counts = np.empty((n_spectra, n_bins), dtype=np.float32)
     expected_counts = np.exp(rng.uniform(np.log(2.0e4), np.log(6.0e4), size=n_spectra))
     for i, kind in enumerate(kinds):
-        shape, params = _expected_spectrum(rng, centres)
+        shape, params = _expected_spectrum(rng, centres, gain=gain)
         if ANOMALY_KINDS[kind] == "low_statistics":
             expected_counts[i] *= rng.uniform(0.02, 0.06)
         elif kind != 0:

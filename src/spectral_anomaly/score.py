@@ -69,6 +69,22 @@ def check_finite_scores(scores: dict[str, np.ndarray], *, spectra: CanonicalSpec
             )
 
 
+def score_table_metadata(*, kind: str, primary: str, thresholds: dict | None = None,
+                         choices: dict | None = None) -> dict[bytes, bytes]:
+    """The parquet metadata of a score table: format version, detector kind, primary score and, where
+    given, the flag calibration (``spectral_anomaly.thresholds``) and the detector's label-free choices."""
+    import json
+
+    metadata = {b"spectral_anomaly.format_version": str(FORMAT_VERSIONS["scores"]).encode(),
+                b"spectral_anomaly.model_kind": kind.encode(),
+                b"spectral_anomaly.primary_score": primary.encode()}
+    if thresholds is not None:
+        metadata[b"spectral_anomaly.thresholds"] = json.dumps(thresholds).encode()
+    if choices:
+        metadata[b"spectral_anomaly.choices"] = json.dumps(choices).encode()
+    return metadata
+
+
 def write_scores(
     table: pd.DataFrame, path: str | os.PathLike[str], *, kind: str, primary: str, thresholds: dict | None = None,
     choices: dict | None = None,
@@ -79,20 +95,12 @@ def write_scores(
     is stored as JSON under ``spectral_anomaly.thresholds``; ``choices``, what the detector's fit chose
     without labels (e.g. its latent size), under ``spectral_anomaly.choices``.
     """
-    import json
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     metadata = {**(arrow.schema.metadata or {}),
-                b"spectral_anomaly.format_version": str(FORMAT_VERSIONS["scores"]).encode(),
-                b"spectral_anomaly.model_kind": kind.encode(),
-                b"spectral_anomaly.primary_score": primary.encode()}
-    if thresholds is not None:
-        metadata[b"spectral_anomaly.thresholds"] = json.dumps(thresholds).encode()
-    if choices:
-        metadata[b"spectral_anomaly.choices"] = json.dumps(choices).encode()
+                **score_table_metadata(kind=kind, primary=primary, thresholds=thresholds, choices=choices)}
     with atomic_path(path) as tmp:
         pq.write_table(arrow.replace_schema_metadata(metadata), tmp)
 

@@ -105,7 +105,8 @@ def run_train(
 ) -> None:
     """Fit one detector (any kind) on one dataset; write it, its history and summary, and with
     ``scores_path`` and ``examples_path`` its scores of every spectrum (in the same process, as
-    :func:`run_score` would from the model file, so the store is read once per detector)."""
+    :func:`run_score` would from the model file, so the store is read once per detector). The flag
+    cuts calibrated then on the validation spectra are saved in the model file, for new data."""
     from .models import build_detector
     from .normalize import read_normalizer
     from .split import read_split
@@ -123,6 +124,10 @@ def run_train(
     for key, choice in detector.choices_.items():
         log.info("%s: %s = %s (%s)", model, key, choice["value"], choice["reason"])
     seconds = time.perf_counter() - started
+    if scores_path is not None:  # the cuts calibrated on the validation spectra are stored with the detector
+        table = score_and_write_stage(config, dataset, model, detector=detector, spectra=spectra, split=split,
+                                      scores_path=scores_path, examples_path=examples_path)
+        detector.cuts_ = table.attrs.get("thresholds") or {}
     detector.save(model_path)
     write_versioned_csv(detector.history(), history_path, kind="history")
     fit = detector.fit_summary()
@@ -133,9 +138,6 @@ def run_train(
     })
     log.info("fitted %s in %.1f s (%d epochs, best %d) on %s", model, seconds, fit["epochs_trained"], fit["best_epoch"],
              fit["device"])
-    if scores_path is not None:
-        score_and_write_stage(config, dataset, model, detector=detector, spectra=spectra, split=split,
-                              scores_path=scores_path, examples_path=examples_path)
 
 
 def run_score(
@@ -154,13 +156,14 @@ def run_score(
 def score_and_write_stage(
     config: dict[str, Any], dataset: str, model: str, *, detector, spectra, split: dict, scores_path: PathLike,
     examples_path: PathLike,
-) -> None:
+) -> Any:
     from .score import score_and_write
 
     detector.check_binning(spectra.n_bins, what=f"the spectra of dataset {dataset!r}")
-    score_and_write(detector, spectra, split, model=model, scoring=config["scoring"], scores_path=scores_path,
-                    examples_path=examples_path)
+    table = score_and_write(detector, spectra, split, model=model, scoring=config["scoring"], scores_path=scores_path,
+                            examples_path=examples_path)
     log.info("scored %d spectra of %s with %s", spectra.n_spectra, dataset, model)
+    return table
 
 
 def run_report(
@@ -201,6 +204,59 @@ def run_report(
 
         written = [Path(html_path), Path(metrics_path), *(Path(figure_dir) / f"{name}.png" for name in FIGURE_NAMES)]
         write_json(build_record, report_build_record(config, dataset=dataset, files=written, result_dir=layout.folder))
+
+
+def run_apply(
+    *, reference: PathLike, result_dir: PathLike, inputs: list[PathLike] | None = None, data_path: PathLike | None = None,
+    dataset: str | None = None, reference_dataset: str | None = None, models: list[str] | None = None,
+    device: str | None = None, n_examples: int = 10,
+) -> dict[str, Any]:
+    """Score new spectra with every stored detector of the ``reference`` version, flagged at the stored
+    cuts (:mod:`.apply`): raw ``inputs``, ingested first into ``result_dir`` with the reference dataset's
+    reader keys, or a canonical store ``data_path``. Returns the summary of :func:`.apply.apply_to_store`."""
+    from .apply import apply_to_store, open_reference
+
+    opened = open_reference(reference)
+    reference_dataset = opened.dataset(reference_dataset)
+    dataset, layout = dataset or reference_dataset, VersionLayout(result_dir)
+    if inputs:
+        from .ingest import ingest_to_store
+        from .store.keys import requires_counts
+
+        entry = {key: value for key, value in opened.config["datasets"][reference_dataset].items()
+                 if key != "train_selection"}
+        data_path = layout.store(dataset)
+        ingest_to_store(dataset, {**entry, "path": str(inputs[0])}, paths=inputs, output=data_path,
+                        require_counts=requires_counts(opened.config), store=opened.config["ingest"]["store"])
+    summary = apply_to_store(data_path, reference=opened, reference_dataset=reference_dataset, dataset=dataset,
+                             layout=layout, device=device, n_examples=n_examples, models=models)
+    for model, counts in summary["flagged"].items():
+        log.info("%s: %s of %d new spectra", model,
+                 ", ".join(f"{n} flagged at {column}" for column, n in counts.items()), summary["n_spectra"])
+    return summary
+
+
+def run_monitor_report(
+    config: dict[str, Any], dataset: str, *, result_dir: PathLike, html_path: PathLike, metrics_path: PathLike,
+    figure_dir: PathLike,
+) -> None:
+    """The monitoring report of an apply run's dataset (``config``: its validated apply config), from the
+    stored new scores and the reference's score tables; nothing is scored."""
+    from .apply import open_reference
+    from .report.monitoring import build_monitoring_report
+
+    layout, reference = VersionLayout(result_dir), open_reference(config["reference"])
+    models, monitoring = config["models"], config["monitoring"]
+    entry = config["datasets"][dataset]
+    build_monitoring_report(
+        dataset=dataset, version_name=layout.folder.name, reference_version=reference.name,
+        scores={m: layout.scores(dataset, m) for m in models},
+        reference_scores={m: reference.layout.scores(config["reference_dataset"], m) for m in models},
+        examples={m: layout.examples(dataset, m) for m in models},
+        order_column=monitoring["order_column"], run_column=monitoring["run_column"],
+        html_path=Path(html_path), metrics_path=Path(metrics_path), figure_dir=Path(figure_dir),
+        bin_unit=entry.get("bin_unit"),
+    )
 
 
 def run_write_config(config: dict[str, Any], *, output: PathLike) -> None:

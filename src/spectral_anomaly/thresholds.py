@@ -171,3 +171,38 @@ def add_threshold_flags(
 def threshold_entries(table: pd.DataFrame) -> list[dict]:
     """The calibrated rates of a score table read by :func:`.score.read_scores` (empty if none)."""
     return list((table.attrs.get("thresholds") or {}).get("rates") or [])
+
+
+def stored_cut_entries(cuts: dict, *, what: str) -> list[dict]:
+    """The calibrated rates of cuts stored with a detector (:attr:`.models.base.Detector.cuts_`).
+
+    Refuses a detector without them, naming ``what`` and the remedy: one fitted before cuts were
+    stored, or fitted without a calibration (no held-out normal spectrum), cannot flag new data.
+    """
+    entries = list((cuts or {}).get("rates") or [])
+    if not entries:
+        reason = (cuts or {}).get("not_calibrated") or "it was fitted without scoring its validation spectra"
+        raise InvalidSpectraError(
+            f"{what} holds no stored flag cuts ({reason}); retrain it with the workflow, which calibrates the cuts "
+            "on the reference's validation spectra and stores them in the model file"
+        )
+    return entries
+
+
+def flag_with_stored_cuts(
+    table: pd.DataFrame, cuts: dict, *, what: str, score_column: str = "anomaly_score"
+) -> tuple[pd.DataFrame, dict]:
+    """Add one flag column per cut stored with a detector, ``score > cut`` (False for a NaN score).
+
+    Unlike :func:`add_threshold_flags`, nothing is calibrated on ``table``: a cut that moved with the
+    new spectra could not show that they shifted. Returns the new table and the stored calibration,
+    marked ``"stored": True``, as the score table records it.
+    """
+    entries = stored_cut_entries(cuts, what=what)
+    scores = table[score_column].to_numpy(dtype=np.float64)
+    result = table.copy(deep=False)
+    for entry in entries:
+        result[entry["column"]] = scores > float(entry["cut"])
+    info = {**cuts, "stored": True, "calibration": f"stored at training time: {cuts.get('calibration', '')}".rstrip(": ")}
+    result.attrs["thresholds"] = info
+    return result, info

@@ -86,6 +86,7 @@ def load_detector(path: Any, **context: Any) -> Any:
     meta, arrays = read_detector_file(path)
     detector = detector_class(meta["kind"])._restore(meta, arrays, context=context)
     detector.choices_ = dict(meta.get("choices") or {})
+    detector.cuts_ = dict(meta.get("cuts") or {})
     return detector
 
 

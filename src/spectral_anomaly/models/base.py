@@ -54,6 +54,9 @@ class Detector(ABC):
         self.params = params
         #: what the fit chose without labels (e.g. ``{"latent_dim": {"value", "reason", ...}}``), saved with it
         self.choices_: dict[str, Any] = {}
+        #: the flag cuts calibrated at training time on held-out normal spectra (:mod:`spectral_anomaly.thresholds`),
+        #: saved with the detector so new data is flagged with them, never with cuts recalibrated on itself
+        self.cuts_: dict[str, Any] = {}
 
     # --- what a kind declares --------------------------------------------------------------------
 
@@ -132,12 +135,15 @@ class Detector(ABC):
     # --- scoring ---------------------------------------------------------------------------------
 
     def score(self, X: np.ndarray, *, variances: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Every score column (and ``latent_<j>``) of raw spectra ``X``, one value per spectrum.
+        """Every score column (and ``latent_<j>``) of raw spectra ``X``, one value per spectrum. ``X`` is an
+        array ``(n_spectra, n_bins)`` or the path of a canonical store, scored block by block.
 
         The spectra are scored in blocks of about 64 MB, so memory stays bounded; ``variances`` (the
         input file's per-bin variances, e.g. ROOT Sumw2) replace the model's own uncertainties in
         ``chi2`` and ``max_abs_pull``.
         """
+        if isinstance(X, (str, os.PathLike)):
+            return self._score_store(X)
         size = self._block_rows(X.shape[1])
         parts = [self._score_block(np.asarray(X[start : start + size]),
                                    None if variances is None else np.asarray(variances[start : start + size]))
@@ -147,6 +153,28 @@ class Detector(ABC):
         for j in range(latent.shape[1]):
             columns[f"latent_{j}"] = latent[:, j]
         return columns
+
+    def _score_store(self, path: PathLike) -> dict[str, np.ndarray]:
+        """:meth:`score` of every spectrum of a canonical store, read block by block (with its variances)."""
+        from ..store.canonical import iter_canonical_blocks
+
+        parts = [self.score(block.X, variances=block.variances)
+                 for block in iter_canonical_blocks(path, rows=block_rows(self.normalization.n_bins_))]
+        if not parts:
+            return {}
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+    def flag(self, X: np.ndarray, *, variances: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The flags of raw spectra ``X`` at the cuts stored with the detector: ``{flag column: bool array}``.
+
+        Each flag is ``primary score > cut``, the cut calibrated at training time (:attr:`cuts_`), exactly
+        as the workflow flags new data.
+        """
+        from ..thresholds import stored_cut_entries
+
+        entries = stored_cut_entries(self.cuts_, what=f"this {self.kind} detector")
+        scores = self.score(X, variances=variances)[self.primary_score]
+        return {entry["column"]: scores > entry["cut"] for entry in entries}
 
     def _block_rows(self, n_bins: int) -> int:
         """Spectra scored per block (default: about 64 MB of float64)."""
@@ -184,7 +212,7 @@ class Detector(ABC):
 
         meta, arrays = self._state()
         meta = {"kind": self.kind, "package_version": __version__, "params": self.params,
-                "normalization": self.normalization.to_dict(), "choices": self.choices_, **meta}
+                "normalization": self.normalization.to_dict(), "choices": self.choices_, "cuts": self.cuts_, **meta}
         with atomic_path(path) as tmp, open(tmp, "wb") as stream:
             np.savez(stream, format_version=FORMAT_VERSIONS["model"], meta=np.array(json.dumps(meta, default=_plain)),
                      **{f"state.{name}": value for name, value in arrays.items()})

@@ -14,6 +14,7 @@ spectra x samples x bins, which bounds memory for wide spectra (16,384 bins).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any, ClassVar
 
@@ -126,6 +127,8 @@ class DeepDetector(Detector):
     # --- scoring ---------------------------------------------------------------------------------
 
     def score(self, X: np.ndarray, *, variances: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        if isinstance(X, (str, os.PathLike)):  # a canonical store, scored block by block
+            return self._score_store(X)
         self.check_binning(X.shape[1])
         self.network_.to(self.device).eval()
         return super().score(X, variances=variances)

@@ -149,6 +149,32 @@ def read_canonical(path: str | os.PathLike[str], *, load_X: bool = True) -> Cano
         ) from None
 
 
+def iter_canonical_blocks(path: str | os.PathLike[str], *, rows: int) -> Any:
+    """The canonical store at ``path`` as consecutive blocks of at most ``rows`` spectra, each a
+    :class:`CanonicalSpectra` with its slice of the metadata, labels and variances: a store larger
+    than memory is read with memory bounded by the block."""
+    import h5py
+
+    if not os.path.exists(path):
+        raise InputFileError(f"{path}: canonical store not found; run the workflow's ingest step to create it")
+    with h5py.File(path, "r") as handle:
+        version = check_format_version(handle.attrs.get("format_version"), kind="canonical_store", path=path)
+        check_linked_sources(handle, path=path)
+        columns = json.loads(handle["metadata"].attrs["columns"])
+        names = columns if version < 2 else [str(i) for i in range(len(columns))]
+        n_spectra, sources = int(handle["X"].shape[0]), json.loads(handle.attrs["source_sha256"])
+        for start in range(0, n_spectra, max(1, rows)):
+            block = slice(start, min(start + rows, n_spectra))
+            metadata = pd.DataFrame({i: _read_column(handle["metadata"][n], block) for i, n in enumerate(names)})
+            metadata.columns = columns
+            yield CanonicalSpectra(
+                dataset=str(handle.attrs["dataset"]), X=handle["X"][block], bin_edges=handle["bin_edges"][()],
+                metadata=metadata, labels=handle["label"][block] if "label" in handle else None,
+                source_sha256=sources, n_dropped_nonfinite=int(handle.attrs["n_dropped_nonfinite"]),
+                variances=handle["variances"][block] if "variances" in handle else None,
+            )
+
+
 def read_rows(dataset: Any) -> np.ndarray:
     """The whole 2-D ``dataset``, read one chunk of rows (or 16 MB) at a time into one array.
 
@@ -188,11 +214,11 @@ def _is_range(values: np.ndarray) -> bool:
     return values[0] == 0 and values[-1] == len(values) - 1 and bool(np.all(values[1:] > values[:-1]))
 
 
-def _read_column(stored: Any) -> Any:
-    """One metadata column: a numpy array, or for text pandas' string array."""
+def _read_column(stored: Any, rows: slice = slice(None)) -> Any:
+    """One metadata column (or its ``rows``): a numpy array, or for text pandas' string array."""
     if "range_length" in stored.attrs:
-        return np.arange(int(stored.attrs["range_length"]), dtype=stored.dtype)
-    values = stored[()]
+        return np.arange(int(stored.attrs["range_length"]), dtype=stored.dtype)[rows]
+    values = stored[rows]
     if "categories" in stored.attrs:  # expanded in Arrow: 1,000,000 rows in milliseconds, no Python strings
         import pyarrow as pa
 

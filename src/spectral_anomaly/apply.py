@@ -1,0 +1,367 @@
+"""Scoring new spectra with the detectors of a stored result version, flagged at their stored cuts.
+
+The everyday use of a detector: train once on reference data (a result version of the workflow),
+then score each new run as it arrives. Nothing is fitted or calibrated on the new spectra: each
+reference detector brings its normalization and the flag cuts calibrated at training time on the
+reference's validation spectra (:attr:`.models.base.Detector.cuts_`), so a shift of the new data
+shows as a change in what is flagged instead of moving the cut with it.
+
+:func:`apply_to_store` streams a canonical store block by block, so a new file larger than memory is
+scored with memory bounded by the block: each detector's score table is written one row group per
+block, and only the most anomalous spectra are kept to draw them. The ``spectral-anomaly apply``
+subcommand and the workflow's apply run (a config with ``reference:``) both call it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .exceptions import ConfigError, InputFileError, InvalidSpectraError, closest_first
+from .store.layout import VersionLayout
+
+log = logging.getLogger(__name__)
+PathLike = str | os.PathLike[str]
+
+#: the split name of every new spectrum in an apply run's score tables
+APPLY_SPLIT = "apply"
+#: relative difference of bin edges tolerated between the reference's and the new spectra's binning
+EDGE_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A complete result version used as the reference of an apply run."""
+
+    folder: Path
+    config: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def layout(self) -> VersionLayout:
+        return VersionLayout(self.folder)
+
+    @property
+    def datasets(self) -> list[str]:
+        return list(self.config["datasets"])
+
+    @property
+    def models(self) -> list[str]:
+        from .config import model_instances
+
+        return model_instances(self.config)
+
+    def dataset(self, name: str | None) -> str:
+        """The reference dataset whose detectors score new spectra: ``name``, or the only one."""
+        if name is None:
+            if len(self.datasets) != 1:
+                raise ConfigError(f"reference {self.folder} holds datasets {', '.join(self.datasets)}: name the one whose "
+                                  "detectors score the new spectra with reference_dataset (--reference-dataset)")
+            return self.datasets[0]
+        if name not in self.datasets:
+            raise ConfigError(f"reference_dataset {name!r}: not a dataset of reference {self.folder}; its datasets: "
+                              f"{closest_first(name, self.datasets)}")
+        return name
+
+
+def open_reference(folder: PathLike) -> Reference:
+    """The result version at ``folder``, refusing one that is missing or incomplete (no manifest yet)."""
+    from .config import read_config_file, validate_config
+
+    path = Path(folder)
+    layout = VersionLayout(path)
+    if not path.is_dir():
+        raise InputFileError(f"reference {folder}: no such result version folder; give a folder results/<run_name>-<hash> "
+                             "written by a training run (see `spectral-anomaly runs`)")
+    if not layout.config.is_file() or not layout.manifest.is_file():
+        raise InputFileError(f"reference {folder}: not a complete result version (it needs config.yaml and manifest.json); "
+                             "finish its training run first")
+    config = read_config_file(layout.config)
+    config.pop("reference", None)
+    return Reference(path, validate_config(config, source=layout.config))
+
+
+def load_reference_detectors(reference: Reference, dataset: str, *, device: str | None = None,
+                             models: list[str] | None = None) -> dict[str, Any]:
+    """Every stored detector of ``dataset`` in the reference (or those of ``models``), ready to score."""
+    from .models import load_detector
+
+    chosen = reference.models if models is None else models
+    unknown = [m for m in chosen if m not in reference.models]
+    if unknown:
+        raise ConfigError(f"model(s) {', '.join(unknown)}: not in reference {reference.folder}; its models: "
+                          f"{', '.join(reference.models)}")
+    context = {"device": device} if device else {}
+    return {model: load_detector(reference.layout.model(dataset, model), **context) for model in chosen}
+
+
+def check_same_binning(new_edges: np.ndarray, reference_edges: np.ndarray, *, new: str, reference: str) -> None:
+    """Refuse new spectra whose binning differs from the reference's, naming both binnings."""
+    new_edges, reference_edges = np.asarray(new_edges, float), np.asarray(reference_edges, float)
+    same = new_edges.shape == reference_edges.shape and np.allclose(
+        new_edges, reference_edges, rtol=EDGE_TOLERANCE, atol=EDGE_TOLERANCE * float(np.abs(reference_edges).max() or 1.0))
+    if not same:
+        raise InvalidSpectraError(
+            f"{new} has {describe_binning(new_edges)}, but {reference} was trained on {describe_binning(reference_edges)}; "
+            "a detector scores only spectra of the binning it was trained on (rebin the new spectra, or select the "
+            "same bins with bin_range)")
+
+
+def describe_binning(edges: np.ndarray) -> str:
+    edges = np.asarray(edges, float)
+    return f"{len(edges) - 1} bins from {edges[0]:g} to {edges[-1]:g}"
+
+
+class TopSpectra:
+    """The ``n`` highest anomaly scores seen so far over streamed blocks, with their rows in the store."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.scores = np.empty(0)
+        self.rows = np.empty(0, dtype=np.int64)
+
+    def update(self, scores: np.ndarray, *, offset: int) -> None:
+        scores = np.asarray(scores, dtype=np.float64)
+        self.scores = np.concatenate([self.scores, scores])
+        self.rows = np.concatenate([self.rows, offset + np.arange(len(scores), dtype=np.int64)])
+        keep = np.lexsort((self.rows, -self.scores))[: self.n]  # highest first; ties by row, as top_spectra does
+        self.scores, self.rows = self.scores[keep], self.rows[keep]
+
+
+def apply_to_store(
+    store_path: PathLike, *, reference: Reference, reference_dataset: str, dataset: str, layout: VersionLayout,
+    models: list[str] | None = None, device: str | None = None, n_examples: int = 10, block_spectra: int | None = None,
+) -> dict[str, Any]:
+    """Score the canonical store at ``store_path`` with the reference's detectors of ``reference_dataset``;
+    write each model's score table (flags at the stored cuts) and most anomalous examples into ``layout``
+    under ``dataset``. Returns a summary: spectra scored and flagged per model and cut."""
+    from .normalize import block_rows
+    from .store.canonical import iter_canonical_blocks, read_canonical
+
+    detectors = load_reference_detectors(reference, reference_dataset, device=device, models=models)
+    new = read_canonical(store_path, load_X=False)
+    reference_store = read_canonical(reference.layout.store(reference_dataset), load_X=False)
+    check_same_binning(new.bin_edges, reference_store.bin_edges, new=f"dataset {dataset!r} ({store_path})",
+                       reference=f"reference {reference.name} dataset {reference_dataset!r}")
+    rows = block_spectra or block_rows(new.n_bins)
+    n_spectra = new.n_spectra
+    del new, reference_store  # the metadata of a large store is read again block by block
+    started = time.perf_counter()
+    tops = {model: TopSpectra(n_examples) for model in detectors}
+    flagged = {model: {} for model in detectors}
+    with contextlib.ExitStack() as stack:
+        writers = {model: stack.enter_context(_score_table_writer(layout.scores(dataset, model), detector))
+                   for model, detector in detectors.items()}
+        done = 0
+        for block in iter_canonical_blocks(store_path, rows=rows):
+            for model, detector in detectors.items():
+                table = score_block(detector, block, model=model)
+                writers[model](table)
+                tops[model].update(table["anomaly_score"].to_numpy(), offset=done)
+                for entry in detector.cuts_["rates"]:
+                    flagged[model][entry["column"]] = flagged[model].get(entry["column"], 0) + int(table[entry["column"]].sum())
+            done += block.n_spectra
+            log.info("dataset %s: scored %d of %d spectra with %d detector%s (%.1f s)", dataset, done, n_spectra,
+                     len(detectors), "" if len(detectors) == 1 else "s", time.perf_counter() - started)
+    for model, detector in detectors.items():
+        write_top_examples(store_path, detector, tops[model], path=layout.examples(dataset, model))
+    return {"dataset": dataset, "reference": reference.name, "reference_dataset": reference_dataset,
+            "n_spectra": n_spectra, "flagged": flagged, "seconds": round(time.perf_counter() - started, 3)}
+
+
+def score_block(detector: Any, block: Any, *, model: str):
+    """The score table of one block of new spectra, flagged at the detector's stored cuts."""
+    from .score import build_score_table
+    from .thresholds import flag_with_stored_cuts
+
+    scores = detector.score(block.X, variances=block.variances)
+    empty = {name: np.empty(0, dtype=np.int64) for name in ("train", "validation", "test")}
+    table = build_score_table(block, empty, scores, model=model, primary=detector.primary_score)
+    table["split"] = APPLY_SPLIT
+    table, _ = flag_with_stored_cuts(table, detector.cuts_, what=f"model {model!r}")
+    return table
+
+
+@contextlib.contextmanager
+def _score_table_writer(path: PathLike, detector: Any):
+    """A function writing score-table blocks as row groups of one parquet file, renamed into place at the end."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .score import score_table_metadata
+    from .store.atomic import atomic_path
+    from .thresholds import stored_cut_entries
+
+    stored_cut_entries(detector.cuts_, what=f"the {detector.kind} detector for {path}")  # refuse before any work
+    thresholds = {**detector.cuts_, "stored": True}
+    metadata = score_table_metadata(kind=detector.kind, primary=detector.primary_score, thresholds=thresholds,
+                                    choices=detector.choices_)
+    state: dict[str, Any] = {}
+    with atomic_path(path) as tmp:
+        def write(table) -> None:
+            arrow = pa.Table.from_pandas(table, preserve_index=False)
+            if "writer" not in state:
+                state["schema"] = arrow.schema.with_metadata({**(arrow.schema.metadata or {}), **metadata})
+                state["writer"] = pq.ParquetWriter(tmp, state["schema"])
+            state["writer"].write_table(arrow.cast(state["schema"]))
+
+        try:
+            yield write
+        finally:
+            if "writer" in state:
+                state["writer"].close()
+        if "writer" not in state:
+            raise InvalidSpectraError(f"{path}: no spectrum to score")
+
+
+def write_top_examples(store_path: PathLike, detector: Any, top: TopSpectra, *, path: PathLike) -> None:
+    """The most anomalous new spectra with their reconstructions and pulls, as the report draws them."""
+    import h5py
+    import pandas as pd
+
+    from .score import write_examples
+    from .store.canonical import CanonicalSpectra
+
+    order = np.argsort(top.rows)  # h5py reads increasing rows; the file keeps the ranking
+    with h5py.File(store_path, "r") as handle:
+        X = handle["X"][top.rows[order]] if len(order) else np.empty((0, handle["X"].shape[1]), np.float32)
+        variances = handle["variances"][top.rows[order]] if "variances" in handle and len(order) else None
+        edges = handle["bin_edges"][()]
+    rank = np.argsort(order)
+    X = X[rank]
+    variances = None if variances is None else variances[rank]
+    spectra = CanonicalSpectra(dataset="", X=X, bin_edges=edges, metadata=pd.DataFrame(index=range(len(X))))
+    table = pd.DataFrame({"spectrum_id": top.rows, "anomaly_score": top.scores})
+    examples = detector.reconstruct(X, variances=variances)
+    write_examples(path, spectra=spectra, table=table, rows=np.arange(len(X)), **examples)
+
+
+#: the keys of an apply config (a config with ``reference:``), with their defaults where they have one
+APPLY_DEFAULTS: dict[str, Any] = {"reference_dataset": None, "run_name": "apply", "results_dir": "results/apply",
+                                  "monitoring": {}, "device": "auto", "n_examples": 10}
+APPLY_KEYS = ("reference", "datasets", *APPLY_DEFAULTS, "reference_version")
+#: what :func:`validate_apply_config` derives from the reference (left out of the version's config.yaml)
+DERIVED_KEYS = ("models", "reference_config")
+MONITORING_DEFAULTS: dict[str, Any] = {"order_column": None, "run_column": None}
+
+
+def is_apply_config(config: dict[str, Any]) -> bool:
+    """Whether ``config`` describes an apply run (new files scored by a stored reference) rather than training."""
+    return isinstance(config, dict) and "reference" in config
+
+
+def validate_apply_config(config: dict[str, Any], *, source: str = "config") -> dict[str, Any]:
+    """The effective apply config: ``reference`` (a complete result version), ``datasets`` (the new files,
+    with the keys of a training config's datasets), and optional ``reference_dataset``, ``run_name``,
+    ``results_dir``, ``monitoring`` (``order_column``, ``run_column``), ``device`` and ``n_examples``.
+
+    Each dataset is validated as the reference's config would validate it, so its reader keys, defaults
+    and errors are those of a training run. The reference's sections that scoring reads (``ingest``,
+    whether spectra must be counts) are added under ``reference_config``.
+    """
+    from .config import check_results_dir, validate_config
+
+    unknown = [key for key in config if key not in APPLY_KEYS]
+    if unknown:
+        raise ConfigError(f"{source}: unknown key {unknown[0]!r} in an apply config (one with reference:); valid keys: "
+                          f"{closest_first(unknown[0], APPLY_KEYS)}")
+    effective = {**APPLY_DEFAULTS, **config}
+    if not isinstance(effective["reference"], str) or not effective["reference"]:
+        raise ConfigError(f"{source}: reference must be the path of a result version folder, e.g. results/demo-1a2b3c4d5e6f")
+    if not isinstance(effective.get("datasets"), dict) or not effective["datasets"]:
+        raise ConfigError(f"{source}: datasets: give the new files to score, by name, with the keys of a training "
+                          "config's datasets (format, path, ...)")
+    monitoring = effective["monitoring"] or {}
+    bad = [key for key in monitoring if key not in MONITORING_DEFAULTS]
+    if bad:
+        raise ConfigError(f"{source}: monitoring.{bad[0]}: unknown key; valid keys: {closest_first(bad[0], MONITORING_DEFAULTS)}")
+    effective["monitoring"] = {**MONITORING_DEFAULTS, **monitoring}
+    if effective["device"] not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"{source}: device {effective['device']!r}: one of auto, cpu, cuda")
+    if not isinstance(effective["n_examples"], int) or effective["n_examples"] < 1:
+        raise ConfigError(f"{source}: n_examples {effective['n_examples']!r}: a whole number of at least 1")
+    check_results_dir(effective["results_dir"])
+    reference = open_reference(effective["reference"])
+    effective["reference_dataset"] = reference.dataset(effective["reference_dataset"])
+    for name, entry in effective["datasets"].items():
+        if isinstance(entry, dict) and str(entry.get("path", "")).startswith("demo://"):
+            raise ConfigError(f"{source}: datasets.{name}.path: an apply run scores files; the generated demo data "
+                              "belongs to training runs")
+    if effective.get("reference_version", reference.name) != reference.name:
+        raise ConfigError(f"{source}: reference_version {effective['reference_version']!r} was recorded, but "
+                          f"{effective['reference']} is now version {reference.name!r}")
+    checked = validate_config({**reference.config, "datasets": effective["datasets"]}, source=source)
+    effective["datasets"] = checked["datasets"]
+    effective["reference_version"] = reference.name
+    effective["models"] = reference.models
+    effective["reference_config"] = {key: checked[key] for key in ("ingest", "normalization", "models", "training")}
+    return effective
+
+
+def apply_config_record(config: dict[str, Any]) -> dict[str, Any]:
+    """The effective apply config as the version's config.yaml records it (what the reference gives left out)."""
+    return {key: value for key, value in config.items() if key not in DERIVED_KEYS}
+
+
+def apply_version_name(config: dict[str, Any], input_checksums: dict[str, str]) -> str:
+    """``<run_name>-<hash>`` of an apply run: the hash covers the reference version, the new files' checksums,
+    their reader keys and the package, so a new file gives a new version and a rerun finds the same one."""
+    import hashlib
+
+    from . import __version__
+    from .store.provenance import SHORT_HASH_LENGTH, canonical_json
+
+    payload = canonical_json({"reference": config["reference_version"], "reference_dataset": config["reference_dataset"],
+                              "datasets": config["datasets"], "inputs": dict(sorted(input_checksums.items())),
+                              "n_examples": config["n_examples"], "package": __version__})
+    return f"{config['run_name']}-{hashlib.sha256(payload.encode()).hexdigest()[:SHORT_HASH_LENGTH]}"
+
+
+def ingest_settings(config: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """What the ingest stage reads for a new dataset: its reader keys and the reference's ingest options."""
+    from .store.keys import stage_settings
+
+    return stage_settings({**config["reference_config"], "datasets": config["datasets"]}, "ingest", dataset=dataset)
+
+
+def reference_bin_edges(reference: Reference, dataset: str) -> np.ndarray:
+    """The bin edges the reference's detectors of ``dataset`` were trained on (read from its canonical store)."""
+    import h5py
+
+    path = reference.layout.store(dataset)
+    try:
+        with h5py.File(path, "r") as handle:
+            return handle["bin_edges"][()]
+    except (OSError, KeyError) as error:
+        raise InputFileError(f"reference {reference.folder}: its canonical store {path} is not readable ({error}); "
+                             "rerun the reference's training run to restore it") from None
+
+
+def check_new_files_binning(config: dict[str, Any], files: dict[str, list[str]]) -> None:
+    """Refuse, before any job, new files whose number of bins differs from the reference's (the bin
+    edges themselves are compared by the scoring job, once the files are ingested)."""
+    from .exceptions import SpectralAnomalyError
+    from .io import count_bins
+
+    reference = open_reference(config["reference"])
+    edges = reference_bin_edges(reference, config["reference_dataset"])
+    for name, paths in files.items():
+        try:
+            n_bins = count_bins(paths[0], config["datasets"][name])
+        except SpectralAnomalyError:
+            continue  # an unreadable file is reported by its ingest job, with the reader's own message
+        if n_bins != len(edges) - 1:
+            raise InvalidSpectraError(
+                f"dataset {name!r} ({paths[0]}) has {n_bins} bins, but reference {reference.name} dataset "
+                f"{config['reference_dataset']!r} was trained on {describe_binning(edges)}; a detector scores only "
+                "spectra of the binning it was trained on (rebin the new spectra, or select the same bins with bin_range)")
