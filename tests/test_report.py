@@ -300,10 +300,10 @@ def test_ranked_table_joins_every_model(tmp_path):
 
 def test_a_bin_is_named_with_its_range_where_the_edges_are_more_than_its_index():
     edges = np.linspace(0.0, 3000.0, 151)  # 20 keV wide
-    assert bin_label(57, edges, "keV") == "bin 57 (1140\u20131160 keV)"
-    assert bin_label(57, edges) == "bin 57 (1140\u20131160)"
-    assert bin_label(0, np.array([0.5, 1.25, 2.0])) == "bin 0 (0.5\u20131.25)"
-    assert bin_label(57, np.arange(151.0), "keV") == bin_label(57) == "bin 57"
+    assert bin_label(57, edges=edges, unit="keV") == "bin 57 (1140\u20131160 keV)"
+    assert bin_label(57, edges=edges) == "bin 57 (1140\u20131160)"
+    assert bin_label(0, edges=np.array([0.5, 1.25, 2.0])) == "bin 0 (0.5\u20131.25)"
+    assert bin_label(57, edges=np.arange(151.0), unit="keV") == bin_label(57) == "bin 57"
 
 
 def test_the_ranked_table_names_the_bin_of_the_largest_pull_in_the_datas_units(tmp_path):

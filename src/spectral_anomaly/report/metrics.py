@@ -260,7 +260,7 @@ def reference_model(tables: Mapping[str, pd.DataFrame]) -> str:
     return max(tables, key=rank)
 
 
-def bin_label(index: int, edges: np.ndarray | None = None, unit: str | None = None) -> str:
+def bin_label(index: int, *, edges: np.ndarray | None = None, unit: str | None = None) -> str:
     """A bin as the report names it: ``"bin 57 (1140–1160 keV)"``, or ``"bin 57"`` where the edges are
     only the bin index (none given, or 0, 1, ..., n_bins)."""
     label = f"bin {index}"
@@ -292,7 +292,7 @@ def top_spectra_table(tables: Mapping[str, pd.DataFrame], *, n: int = 20, bin_ed
     top.insert(0, "rank", np.arange(1, len(top) + 1))
     if "max_pull_bin" in table.columns:
         edges = None if bin_edges is None else np.asarray(bin_edges, dtype=np.float64)
-        top[f"largest pull ({reference})"] = [bin_label(int(index), edges, bin_unit)
+        top[f"largest pull ({reference})"] = [bin_label(int(index), edges=edges, unit=bin_unit)
                                               for index in table["max_pull_bin"].to_numpy()[order]]
     for name, other in tables.items():
         by_id = other.drop_duplicates("spectrum_id").set_index("spectrum_id")
