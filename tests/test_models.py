@@ -334,7 +334,7 @@ def test_training_is_reproducible_for_a_seed(latent_spectra):
     assert scores1.keys() == scores2.keys()
     for name in scores1:
         np.testing.assert_array_equal(scores1[name], scores2[name], err_msg=name)
-    assert set(first.score_columns) | {"latent_0", "latent_1"} == set(scores1)
+    assert set(first.score_columns) | {"latent_0", "latent_1", "max_pull_bin"} == set(scores1)
     assert scores1["negative_elbo"].shape == (200,)
     assert np.all(scores1["kl"] > 0), "a trained VAE's posterior is not the prior; its KL must be non-zero"
 
@@ -404,6 +404,93 @@ def test_autoencoder_pulls_of_non_counts_use_the_validation_residual_spread(late
     np.testing.assert_allclose(np.sqrt((pulls**2).mean(axis=0)), 1.0, rtol=1e-4)  # unit spread on validation, per bin
     scores = detector.score(validation)
     np.testing.assert_allclose(scores["chi2"], (pulls**2).sum(axis=1), rtol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# Localization: the bin of the largest pull
+# --------------------------------------------------------------------------------------------
+
+PCA_SPEC = {"kind": "pca", "n_components": 2}
+LOCALIZED_SPECS = [AE_SPEC, VAE_SPEC, POISSON_VAE_SPEC, PCA_SPEC]
+LOCALIZED_IDS = ["autoencoder", "gaussian-vae", "poisson-vae", "pca"]
+
+
+def _localized_fit(spec, latent_spectra):
+    """A detector of ``spec`` fitted briefly, and the spectra it scores (counts for a Poisson likelihood)."""
+    X = latent_spectra if spec is not POISSON_VAE_SPEC else np.random.default_rng(4).poisson(
+        200.0 * np.exp(latent_spectra)).astype(np.float32)
+    return _fit(spec, X, epochs=3), X
+
+
+def _clear_argmax(pulls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The bin of each spectrum's largest |pull|, and whether it stands clear of the runner-up (so that float32
+    rounding in another batch cannot swap them)."""
+    magnitudes = np.sort(np.abs(pulls), axis=1)
+    return np.abs(pulls).argmax(axis=1), magnitudes[:, -1] - magnitudes[:, -2] > 1e-3 * magnitudes[:, -1]
+
+
+@pytest.mark.parametrize("spec", LOCALIZED_SPECS, ids=LOCALIZED_IDS)
+def test_max_pull_bin_is_the_one_strongly_perturbed_bin(latent_spectra, spec):
+    detector, X = _localized_fit(spec, latent_spectra)
+    hot = np.repeat(X[:1], X.shape[1], axis=0)
+    spread = X.std(axis=0)
+    for k in range(X.shape[1]):  # spectrum k: bin k pushed far out
+        hot[k, k] += 25.0 * spread[k] + (10.0 * np.sqrt(X[0, k]) if spec is POISSON_VAE_SPEC else 0.0)
+    scores = detector.score(hot)
+    assert scores["max_pull_bin"].dtype.kind == "i"
+    np.testing.assert_array_equal(scores["max_pull_bin"], np.arange(X.shape[1]))
+    assert "max_pull_bin" not in detector.score_columns  # it locates the anomaly; it does not rank spectra
+
+
+@pytest.mark.parametrize("spec", LOCALIZED_SPECS, ids=LOCALIZED_IDS)
+def test_max_pull_bin_is_the_argmax_of_the_reconstruction_pulls(latent_spectra, spec):
+    detector, X = _localized_fit(spec, latent_spectra)
+    scores = detector.score(X)
+    pulls = detector.reconstruct(X)["pulls"]
+    expected, clear = _clear_argmax(pulls)
+    assert clear.mean() > 0.9
+    np.testing.assert_array_equal(scores["max_pull_bin"][clear], expected[clear])
+    rows = np.arange(len(X))
+    np.testing.assert_allclose(scores["max_abs_pull"], np.abs(pulls)[rows, scores["max_pull_bin"]], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("spec", LOCALIZED_SPECS, ids=LOCALIZED_IDS)
+def test_max_pull_bin_follows_the_files_variances(latent_spectra, spec):
+    detector, X = _localized_fit(spec, latent_spectra)
+    variances = np.random.default_rng(3).uniform(0.01, 4.0, size=X.shape)
+    variances[:, 6] = 1e-8  # a bin the file says is known almost exactly: every spectrum's largest pull
+    variances[:20, 6], variances[:20, 2] = 1.0, 1e-8  # the first twenty: another bin
+    scores = detector.score(X, variances=variances)
+    np.testing.assert_array_equal(scores["max_pull_bin"], np.where(np.arange(len(X)) < 20, 2, 6))
+    assert not np.array_equal(scores["max_pull_bin"], detector.score(X)["max_pull_bin"])
+    variances = np.random.default_rng(5).uniform(0.01, 4.0, size=X.shape)
+    expected, clear = _clear_argmax(detector.reconstruct(X, variances=variances)["pulls"])
+    assert clear.mean() > 0.9
+    np.testing.assert_array_equal(detector.score(X, variances=variances)["max_pull_bin"][clear], expected[clear])
+
+
+def test_pull_summaries_take_the_first_of_tied_bins_and_bin_0_without_pulls():
+    from spectral_anomaly.models.base import pull_summaries
+
+    summaries = pull_summaries(np.array([[0.0, 0.0, 0.0], [1.0, -3.0, 3.0], [0.5, 0.0, -2.0]]))
+    np.testing.assert_array_equal(summaries["max_pull_bin"], [0, 1, 2])
+    np.testing.assert_array_equal(summaries["max_abs_pull"], [0.0, 3.0, 2.0])
+
+
+@pytest.mark.parametrize("network", ["autoencoder", "vae"])
+def test_networks_take_the_first_of_tied_bins_and_bin_0_without_pulls(network):
+    """With every weight zero the reconstruction is zero, so the pulls are the inputs (over a fixed sigma)."""
+    model = (Autoencoder(n_bins=4, hidden=[3], latent_dim=2) if network == "autoencoder" else
+             VariationalAutoencoder(n_bins=4, hidden=[3], latent_dim=2, sigma_x=0.5))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+    x = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, -3.0, 3.0, 0.0], [0.5, 0.0, 0.0, -2.0]])
+    with torch.inference_mode():
+        scores = model.eval().score_batch(x, bin_arrays=False)
+    assert scores["max_pull_bin"].tolist() == [0, 1, 3]
+    torch.testing.assert_close(scores["max_abs_pull"], scores["max_abs_pull"].new_tensor([0.0, 3.0, 2.0])
+                               / (1.0 if network == "autoencoder" else 0.5))
 
 
 @pytest.mark.parametrize("spec", [VAE_SPEC, POISSON_VAE_SPEC], ids=["gaussian", "poisson"])

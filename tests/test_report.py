@@ -22,8 +22,10 @@ from spectral_anomaly.report.figures import (
     training_curves_figure,
 )
 from spectral_anomaly.report.metrics import (
+    bin_label,
     read_histories,
     read_score_tables,
+    score_columns,
     top_spectra_table,
 )
 from spectral_anomaly.score import write_scores
@@ -67,6 +69,7 @@ def make_table(rng, *, model, kind, n, labels, splits, latent_dim, separation):
         table["reconstruction_error"] = base / 100
     for j in range(latent_dim):
         table[f"latent_{j}"] = rng.normal(0, 1, n) + 2.0 * signal * (j == 0)
+    table["max_pull_bin"] = rng.integers(0, N_BINS, n)
     table["anomaly_score"] = table[PRIMARY_SCORES[kind]]
     return table
 
@@ -286,6 +289,31 @@ def test_ranked_table_joins_every_model(tmp_path):
         by_id = table.set_index("spectrum_id")["anomaly_score"]
         assert np.allclose(top[f"anomaly_score ({model})"], by_id.loc[top["spectrum_id"]].to_numpy())
     assert {"run", "lumisection", "source_object", "label", "split"} <= set(top.columns)
+    assert "largest pull (vae)" in top.columns and "max_pull_bin" not in top.columns
+    bins = tables["vae"].set_index("spectrum_id")["max_pull_bin"].loc[top["spectrum_id"]]
+    assert top["largest pull (vae)"].tolist() == [f"bin {b}" for b in bins]  # no edges given: the index alone
+    edges = np.linspace(0.0, 3000.0, N_BINS + 1)  # 62.5 keV wide
+    _, top = top_spectra_table(read_score_tables(inputs["scores"]), n=20, bin_edges=edges, bin_unit="keV")
+    assert top["largest pull (vae)"].tolist() == [f"bin {b} ({62.5 * b:.6g}\u2013{62.5 * (b + 1):.6g} keV)" for b in bins]
+    assert "max_pull_bin" not in score_columns(tables["vae"])  # a location, never ranked or evaluated
+
+
+def test_a_bin_is_named_with_its_range_where_the_edges_are_more_than_its_index():
+    edges = np.linspace(0.0, 3000.0, 151)  # 20 keV wide
+    assert bin_label(57, edges=edges, unit="keV") == "bin 57 (1140\u20131160 keV)"
+    assert bin_label(57, edges=edges) == "bin 57 (1140\u20131160)"
+    assert bin_label(0, edges=np.array([0.5, 1.25, 2.0])) == "bin 0 (0.5\u20131.25)"
+    assert bin_label(57, edges=np.arange(151.0), unit="keV") == bin_label(57) == "bin 57"
+
+
+def test_the_ranked_table_names_the_bin_of_the_largest_pull_in_the_datas_units(tmp_path):
+    inputs, tables = make_inputs(tmp_path / "in")
+    _, arguments = run_report(tmp_path, inputs, bin_unit="keV")
+    page = arguments["html_path"].read_text()
+    top = tables["vae"].sort_values("anomaly_score", ascending=False).iloc[0]
+    b = int(top["max_pull_bin"])
+    assert "<th>largest pull (vae)</th>" in page and "largest pull column" in page
+    assert f"<td>bin {b} ({62.5 * b:.6g}&#8211;{62.5 * (b + 1):.6g} keV)</td>" in page  # the dash, escaped
 
 
 def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path):

@@ -12,7 +12,7 @@ from spectral_anomaly.config import validate_config
 from spectral_anomaly.store.canonical import read_canonical
 
 N_SPECTRA, N_BINS = 120, 12
-RESERVED_EXAMPLES = [*RESERVED_COLUMNS, "latent_0", "flag_fpr_1pct"]
+RESERVED_EXAMPLES = list(dict.fromkeys([*RESERVED_COLUMNS, "max_pull_bin", "latent_0", "flag_fpr_1pct"]))
 
 
 def write_csv(path, columns: dict) -> np.ndarray:

@@ -58,6 +58,20 @@ def test_training_with_scores_writes_what_scoring_the_model_file_writes(prepared
     assert together.attrs == alone.attrs
     np.testing.assert_allclose(read_examples(out / "s" / "vae.examples.npz")["reconstruction"],
                                read_examples(out / "alone" / "vae.examples.npz")["reconstruction"], rtol=1e-6)
+    _check_max_pull_bin(together, read_examples(out / "s" / "vae.examples.npz"))
+    np.testing.assert_array_equal(together["max_pull_bin"], alone["max_pull_bin"])
+
+
+def _check_max_pull_bin(table, examples) -> None:
+    """The table's ``max_pull_bin`` is an integer bin, the one of the largest |pull| the stored examples draw."""
+    assert table["max_pull_bin"].dtype.kind == "i"
+    assert table["max_pull_bin"].between(0, examples["pulls"].shape[1] - 1).all()
+    by_id = table.set_index("spectrum_id")["max_pull_bin"]
+    magnitudes = np.abs(examples["pulls"])
+    top2 = np.sort(magnitudes, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-3 * top2[:, 1]  # rounding in another batch cannot swap these
+    assert clear.any()
+    np.testing.assert_array_equal(by_id.loc[examples["spectrum_id"][clear]].to_numpy(), magnitudes.argmax(axis=1)[clear])
 
 
 @pytest.mark.parametrize("kind", ["pca", "autoencoder"])
@@ -65,7 +79,7 @@ def test_one_train_stage_fits_any_kind_and_its_model_file_scores_alone(prepared,
     """PCA is a detector like the others: the same stage fits it, writes its file, history and summary."""
     import json
 
-    from spectral_anomaly.score import read_scores
+    from spectral_anomaly.score import read_examples, read_scores
 
     config, out = prepared
     spec = {"kind": "pca", "n_components": 2} if kind == "pca" else {"kind": "autoencoder", "hidden": [8], "latent_dim": 2}
@@ -81,6 +95,7 @@ def test_one_train_stage_fits_any_kind_and_its_model_file_scores_alone(prepared,
     table, again = read_scores(out / "m.parquet"), read_scores(out / "again.parquet")
     np.testing.assert_array_equal(table["anomaly_score"], again["anomaly_score"])
     assert table.attrs["primary_score"] == ("pca_nll" if kind == "pca" else "reconstruction_error")
+    _check_max_pull_bin(table, read_examples(out / "m.examples.npz"))
 
 
 def test_pca_pulls_are_residuals_in_units_of_the_noise_width():

@@ -1,7 +1,7 @@
 """The pipeline's own column names, and how input metadata is kept apart from them.
 
 Score tables hold the pipeline's columns (a spectrum's identity and origin, its split and label,
-every score, latent coordinates and flags) beside the metadata the input files carry. An input
+every score, latent coordinates, the bin of the largest pull and flags) beside the metadata the input files carry. An input
 column whose name is one of the pipeline's (a CSV column ``label``, a tree branch ``entry``) is
 stored, scored, reported and referred to in expressions under the name
 ``input_<name>`` (:data:`INPUT_PREFIX`), so it can neither break a stage nor be overwritten
@@ -29,10 +29,14 @@ SIGNED_COPIES: dict[str, str] = {copy: score for kind in DETECTORS.values() for 
 #: report when present: as the detectors declare them (:data:`spectral_anomaly.models.DETECTORS`)
 SCORE_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(
     column for kind in DETECTORS.values() for column in kind.score_columns if column not in SIGNED_COPIES))
+#: where a spectrum's anomaly lies, written beside the scores but not a score (never ranked or evaluated):
+#: ``max_pull_bin``, the 0-based bin of the largest absolute pull (the bin of ``max_abs_pull``)
+LOCALIZATION_COLUMNS = ("max_pull_bin",)
 #: prefixes of numbered pipeline columns: latent coordinates (latent_0, ...) and flags (flag_fpr_1pct, ...)
 RESERVED_PREFIXES = ("latent_", "flag_fpr_")
 #: every exact pipeline column name
-RESERVED_COLUMNS: tuple[str, ...] = (ID_COLUMN, *ORIGIN_COLUMNS, *TABLE_COLUMNS, *SCORE_COLUMNS, *SIGNED_COPIES)
+RESERVED_COLUMNS: tuple[str, ...] = (ID_COLUMN, *ORIGIN_COLUMNS, *TABLE_COLUMNS, *SCORE_COLUMNS, *SIGNED_COPIES,
+                                    *LOCALIZATION_COLUMNS)
 #: the prefix an input column whose name is reserved is stored under
 INPUT_PREFIX = "input_"
 

@@ -8,7 +8,9 @@ path of every detector kind: it talks to the detector contract (:mod:`.models.ba
 
 Every detector also gets ``chi2`` (the sum over bins of squared pulls) and ``max_abs_pull``, a
 pull being a bin's residual over its uncertainty: the input file's variances where it has them
-(ROOT ``Sumw2``), else the detector's own.
+(ROOT ``Sumw2``), else the detector's own. ``max_pull_bin`` (an integer) is the 0-based bin of that
+largest absolute pull, where the spectrum deviates most (the first of tied bins; bin 0 where every
+pull is zero); it locates an anomaly and is not a score, so it is neither ranked nor evaluated.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from .store.formats import FORMAT_VERSIONS, check_format_version
 def build_score_table(
     spectra: CanonicalSpectra, split: dict[str, np.ndarray], scores: dict[str, np.ndarray], *, model: str, primary: str
 ) -> pd.DataFrame:
-    """Assemble the per-spectrum table: metadata, split, label, scores and ``anomaly_score``.
+    """Assemble the per-spectrum table: metadata, split, label, what the detector returned (scores, latent
+    coordinates, ``max_pull_bin``) and ``anomaly_score``.
 
     Every score must be finite: a table with a NaN or infinite score is refused (nothing is written),
     so a run never ends complete with scores that cannot rank spectra.

@@ -30,8 +30,8 @@ class DetectorKind:
     latent_key: str
     #: whether it trains over epochs with the config's ``training`` section (and imports torch)
     trained_by_epochs: bool
-    #: every score column the kind writes (latent coordinates aside), its primary score first; each in the
-    #: anomaly sign (higher = more anomalous) unless it is a signed copy
+    #: every score column the kind writes (latent coordinates and ``max_pull_bin``, which are not scores, aside),
+    #: its primary score first; each in the anomaly sign (higher = more anomalous) unless it is a signed copy
     score_columns: tuple[str, ...] = ()
     #: score columns that are signed copies (higher = more normal) -> the anomaly-sign column they copy
     signed_copies: Mapping[str, str] = field(default_factory=dict)

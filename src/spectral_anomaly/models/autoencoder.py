@@ -67,15 +67,17 @@ class Autoencoder(nn.Module):
         self, normalized: torch.Tensor, counts: torch.Tensor | None = None, *, mc_samples: int = 1,
         generator: torch.Generator | None = None, bin_arrays: bool = True, draws: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Per-spectrum scores and latent codes; with ``bin_arrays`` also the per-bin ``reconstruction``
+        """Per-spectrum scores (with ``max_pull_bin``, the bin of ``max_abs_pull``) and latent codes; with
+        ``bin_arrays`` also the per-bin ``reconstruction``
         (normalized units) and ``pulls`` (the residuals). Deterministic: ``mc_samples``, ``generator`` and
         ``draws`` are unused."""
         latent = self.encoder(normalized)
         reconstruction = self.decoder(latent)[..., 0, :]
         pulls = normalized - reconstruction
         squared = pulls.pow(2).sum(dim=-1)
-        scores = {"reconstruction_error": squared, "chi2": squared, "max_abs_pull": pulls.abs().amax(dim=-1),
-                  "latent": latent}
+        largest = pulls.abs().max(dim=-1)  # the first bin of the largest, where several tie
+        scores = {"reconstruction_error": squared, "chi2": squared, "max_abs_pull": largest.values,
+                  "max_pull_bin": largest.indices, "latent": latent}
         if bin_arrays:
             scores.update(reconstruction=reconstruction, pulls=pulls)
         return scores

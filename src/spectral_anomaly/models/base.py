@@ -6,7 +6,8 @@ self, learned state ends in ``_``. A detector takes raw spectra: the fitted norm
 its parameters, applied inside :meth:`Detector.score` and :meth:`Detector.reconstruct`.
 
 - :attr:`Detector.score_columns` names what :meth:`Detector.score` returns, besides the latent
-  coordinates ``latent_0``, ``latent_1``, ...; every column is in the anomaly sign (higher = more
+  coordinates ``latent_0``, ``latent_1``, ... and ``max_pull_bin`` (the bin of ``max_abs_pull``, which
+  locates the anomaly and is not a score); every score column is in the anomaly sign (higher = more
   anomalous) or is a signed copy listed in :data:`.columns.SIGNED_COPIES`;
 - :attr:`Detector.primary_score` is the column that becomes the table's ``anomaly_score``;
 - :meth:`Detector.save` writes one ``.npz`` file (arrays and one JSON text, read back with
@@ -135,12 +136,12 @@ class Detector(ABC):
     # --- scoring ---------------------------------------------------------------------------------
 
     def score(self, X: np.ndarray, *, variances: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Every score column (and ``latent_<j>``) of raw spectra ``X``, one value per spectrum. ``X`` is an
-        array ``(n_spectra, n_bins)`` or the path of a canonical store, scored block by block.
+        """Every score column (and ``latent_<j>`` and ``max_pull_bin``) of raw spectra ``X``, one value per
+        spectrum. ``X`` is an array ``(n_spectra, n_bins)`` or the path of a canonical store, scored block by block.
 
         The spectra are scored in blocks of about 64 MB, so memory stays bounded; ``variances`` (the
         input file's per-bin variances, e.g. ROOT Sumw2) replace the model's own uncertainties in
-        ``chi2`` and ``max_abs_pull``.
+        ``chi2``, ``max_abs_pull`` and ``max_pull_bin``.
         """
         if isinstance(X, (str, os.PathLike)):
             return self._score_store(X)
@@ -182,7 +183,8 @@ class Detector(ABC):
 
     @abstractmethod
     def _score_block(self, X: np.ndarray, variances: np.ndarray | None) -> dict[str, np.ndarray]:
-        """The score columns of one block of raw spectra, with the latent coordinates under ``latent``."""
+        """The score columns and ``max_pull_bin`` of one block of raw spectra, with the latent coordinates under
+        ``latent``."""
 
     def reconstruct(self, X: np.ndarray, *, variances: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The reconstruction of raw spectra ``X`` in input units and the per-bin pulls, as the report draws them."""
@@ -264,6 +266,12 @@ def file_variance_pulls(counts: np.ndarray, reconstruction_counts: np.ndarray, v
 
 
 def pull_summaries(pulls: np.ndarray) -> dict[str, np.ndarray]:
-    """``chi2`` (sum of squared pulls, in float64) and ``max_abs_pull`` of per-bin pulls, per spectrum."""
+    """``chi2`` (sum of squared pulls, in float64), ``max_abs_pull`` and ``max_pull_bin`` of per-bin pulls, per spectrum.
+
+    ``max_pull_bin`` is the 0-based bin of ``max_abs_pull``: the first such bin where several tie, bin 0
+    where every pull is zero.
+    """
     pulls = np.asarray(pulls, dtype=np.float64)
-    return {"chi2": (pulls**2).sum(axis=1), "max_abs_pull": np.abs(pulls).max(axis=1)}
+    magnitudes = np.abs(pulls)
+    return {"chi2": (pulls**2).sum(axis=1), "max_abs_pull": magnitudes.max(axis=1),
+            "max_pull_bin": magnitudes.argmax(axis=1).astype(np.int64)}

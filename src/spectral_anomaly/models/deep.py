@@ -49,6 +49,15 @@ def build_network(hyperparameters: dict[str, Any]) -> torch.nn.Module:
     return cls.network_class(**{key: hyperparameters[key] for key in (*cls.network_keys, "n_bins") if key in hyperparameters})
 
 
+def _host_columns(out: dict[str, torch.Tensor], *, bins: bool) -> dict[str, np.ndarray]:
+    """The network's scoring outputs on the host: values in float64, bin indices as int64. The per-bin
+    arrays (``reconstruction``, ``normalized``) only where ``bins`` says the pulls are taken on the host;
+    the network's own ``pulls`` never: their summaries were taken where the network ran."""
+    skipped = {"pulls"} if bins else {"pulls", "reconstruction", "normalized"}
+    return {name: (value.double() if value.is_floating_point() else value.long()).cpu().numpy()
+            for name, value in out.items() if name not in skipped}
+
+
 class DeepDetector(Detector):
     """A PyTorch network behind the detector contract; subclasses name the network and its config keys."""
 
@@ -161,16 +170,15 @@ class DeepDetector(Detector):
                 out["reconstruction_error"] = (residuals**2).sum(dim=1)
             if variances is None and not self.network_pulls and not self.normalization.takes_counts:
                 out["normalized"] = normalized  # pulls in normalized units need them; Poisson pulls do not
-            columns = {name: value.double().cpu().numpy() for name, value in out.items()}
+            columns = _host_columns(out, bins=variances is not None or not self.network_pulls)
         reconstruction = columns.pop("reconstruction", None)
-        columns.pop("pulls", None)
         if variances is not None:
             counts_in = np.asarray(X, dtype=np.float64)
             columns.update(pull_summaries(file_variance_pulls(counts_in, self._in_input_units(reconstruction, counts_in),
                                                               variances)))
         elif not self.network_pulls:
             columns.update(pull_summaries(self._model_pulls(X, columns.pop("normalized", None), reconstruction)))
-        return {name: columns[name] for name in (*self.score_columns, "latent")}
+        return {name: columns[name] for name in (*self.score_columns, "max_pull_bin", "latent")}
 
     def _model_pulls(self, X: np.ndarray, normalized: np.ndarray | None, reconstruction: np.ndarray) -> np.ndarray:
         """Per-bin pulls of raw spectra ``X`` from their normalized values (None where the spectra are counts)

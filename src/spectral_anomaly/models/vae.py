@@ -136,9 +136,9 @@ class VariationalAutoencoder(nn.Module):
         self, normalized: torch.Tensor, counts: torch.Tensor | None = None, *, mc_samples: int = 1,
         generator: torch.Generator | None = None, bin_arrays: bool = True, draws: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Per-spectrum scores and latent means; with ``bin_arrays`` also the per-bin ``reconstruction`` (the
-        likelihood's mean at the posterior mean, in its target's units) and ``pulls``. ``draws`` as for
-        :meth:`elbo_terms`.
+        """Per-spectrum scores (with ``max_pull_bin``, the bin of ``max_abs_pull``) and latent means; with
+        ``bin_arrays`` also the per-bin ``reconstruction`` (the likelihood's mean at the posterior mean, in
+        its target's units) and ``pulls``. ``draws`` as for :meth:`elbo_terms`.
 
         The K Monte-Carlo samples of the ELBO go through the decoder as one batch of K x batch latent
         codes. ``reconstruction_error`` (squared residuals in normalized units) is left to the caller for
@@ -149,6 +149,7 @@ class VariationalAutoencoder(nn.Module):
         mean, sigma = self.likelihood.mean_and_sigma(output, terms["totals"])
         pulls = (terms["target"] - mean) / sigma
         squared_pulls = pulls.double().pow(2).sum(dim=-1)  # Poisson pulls of huge counts overflow float32 squares
+        largest = pulls.abs().max(dim=-1)  # the first bin of the largest, where several tie
         scores = {
             "negative_elbo": -terms["elbo"],
             "elbo": terms["elbo"],
@@ -157,7 +158,8 @@ class VariationalAutoencoder(nn.Module):
             "iw_nll": -terms["iw_log_likelihood"],
             "latent_radius": terms["mu"].norm(dim=-1),
             "chi2": squared_pulls,
-            "max_abs_pull": pulls.abs().amax(dim=-1),
+            "max_abs_pull": largest.values,
+            "max_pull_bin": largest.indices,
             "latent": terms["mu"],
         }
         if not self.needs_counts:

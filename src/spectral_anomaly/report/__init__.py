@@ -104,7 +104,8 @@ def build_report(
     inputs = FigureInputs(tables=tables, histories=history_tables, examples=example_arrays, labelled=labelled,
                           curves=curves, runs=runs, run_column=run_column, n_top=n_top, bin_unit=bin_unit)
     pngs = {name: render_png(figure.build(inputs)) for name, figure in FIGURES.items()}  # one at a time, then freed
-    reference, top_table = top_spectra_table(tables, n=N_RANKED_SPECTRA)
+    edges = next((arrays["bin_edges"] for arrays in example_arrays.values() if "bin_edges" in arrays), None)
+    reference, top_table = top_spectra_table(tables, n=N_RANKED_SPECTRA, bin_edges=edges, bin_unit=bin_unit)
     page = render_report(dataset=dataset, run_name=run_name, metrics=metrics, figures=pngs, top_table=top_table,
                          reference_model=reference, run_config=run_config, runs=runs, run_column=run_column)
     for name in FIGURE_NAMES:

@@ -353,6 +353,9 @@ def render_report(*, dataset: str, run_name: str, metrics: dict, figures: Mappin
         f'<p class="caption">The {len(top_table)} spectra with the highest anomaly score of model '
         f"<b>{escape(reference_model)}</b>, over every split, with their metadata and every model's anomaly score "
         "for the same spectrum (scores of different models are on different scales: compare ranks, not values)."
+        + (" The largest pull column gives the bin (from 0) where the spectrum lies furthest from that model's "
+           "reconstruction, in units of its uncertainty, with the bin's range where the bin edges are known."
+           if any(str(column).startswith("largest pull (") for column in top_table.columns) else "")
         + (" A model's flags column lists the calibrated false-positive rates at which it flags the spectrum."
            if any(str(column).startswith("flags (") for column in top_table.columns) else "")
         + (" Rows of labelled anomalies are tinted." if labelled else "") + "</p>",

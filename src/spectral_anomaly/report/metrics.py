@@ -260,11 +260,25 @@ def reference_model(tables: Mapping[str, pd.DataFrame]) -> str:
     return max(tables, key=rank)
 
 
-def top_spectra_table(tables: Mapping[str, pd.DataFrame], *, n: int = 20) -> tuple[str, pd.DataFrame]:
+def bin_label(index: int, *, edges: np.ndarray | None = None, unit: str | None = None) -> str:
+    """A bin as the report names it: ``"bin 57 (1140–1160 keV)"``, or ``"bin 57"`` where the edges are
+    only the bin index (none given, or 0, 1, ..., n_bins)."""
+    label = f"bin {index}"
+    if edges is None or np.array_equal(edges, np.arange(len(edges))):
+        return label
+    low, high = float(edges[index]), float(edges[index + 1])
+    suffix = f" {unit}" if unit else ""
+    return f"{label} ({low:.6g}\u2013{high:.6g}{suffix})"
+
+
+def top_spectra_table(tables: Mapping[str, pd.DataFrame], *, n: int = 20, bin_edges: np.ndarray | None = None,
+                      bin_unit: str | None = None) -> tuple[str, pd.DataFrame]:
     """The ``n`` most anomalous spectra by the reference model, with metadata and every model's score.
 
     Returns the reference model's name and a table with ``rank``, ``spectrum_id``, ``split``, the
-    metadata columns present among ``run``, ``lumisection``, ``source_object``, ``label``, and one
+    metadata columns present among ``run``, ``lumisection``, ``source_object``, ``label``, where the
+    reference model's table has ``max_pull_bin`` ``largest pull (<model>)`` (the bin of its largest
+    pull, with its range in ``bin_unit`` from ``bin_edges``: :func:`bin_label`), and one
     ``anomaly_score (<model>)`` column per model (joined on ``spectrum_id``; NaN where a model lacks it),
     each followed, for a model with flags at calibrated rates, by ``flags (<model>)``: the rates at
     which the spectrum is flagged, e.g. ``"✓1% ✓0.1%"`` (empty when flagged at none).
@@ -276,6 +290,10 @@ def top_spectra_table(tables: Mapping[str, pd.DataFrame], *, n: int = 20) -> tup
     keep = [c for c in ("spectrum_id", "split", "run", "lumisection", "source_object", "label") if c in table.columns]
     top = table.iloc[order][keep].reset_index(drop=True)
     top.insert(0, "rank", np.arange(1, len(top) + 1))
+    if "max_pull_bin" in table.columns:
+        edges = None if bin_edges is None else np.asarray(bin_edges, dtype=np.float64)
+        top[f"largest pull ({reference})"] = [bin_label(int(index), edges=edges, unit=bin_unit)
+                                              for index in table["max_pull_bin"].to_numpy()[order]]
     for name, other in tables.items():
         by_id = other.drop_duplicates("spectrum_id").set_index("spectrum_id")
         top[f"anomaly_score ({name})"] = top["spectrum_id"].map(by_id["anomaly_score"])
