@@ -108,12 +108,13 @@ def _captions(name: str, *, order: str, run_column: str | None, entry: dict) -> 
         "trend": (f"Anomaly score of every new spectrum of {name} against {order}"
                   + (f", coloured by {run_column}" if run_column else "")
                   + f". Dashed lines: the cuts stored at training time (false-positive rates {rates}); a spectrum above a "
-                  "line is flagged at that rate. Large samples are subsampled, every flagged spectrum kept."),
+                  "line is flagged at that rate. Large samples are subsampled, keeping every spectrum flagged at the strictest cut "
+                  "where they are a minority of the points drawn."),
         "runs": (f"For each {run_column}, the fraction of its new spectra above each stored cut with a 68% Clopper-Pearson "
                  "interval, against the rate the cut was calibrated for (dashed) and that rate's binomial 1-sigma band for the "
                  f"{run_column}'s number of spectra (grey). A {run_column} well above the band is worth a look."),
         "drift": ("Left: the new anomaly scores and those of the reference's calibration spectra, each normalised to unit "
-                  "area. Right: their empirical cumulative distributions; the Kolmogorov-Smirnov statistic D is their "
+                  "sum. Right: their empirical cumulative distributions; the Kolmogorov-Smirnov statistic D is their "
                   "largest vertical distance (dotted line). A new distribution shifted to the right means more "
                   "anomalous-looking spectra than at training time."),
         "examples": ("The most anomalous new spectra: input counts (steps) and the model's reconstruction (line), the "

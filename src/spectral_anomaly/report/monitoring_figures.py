@@ -21,6 +21,7 @@ from ..text import plot_text
 from ..thresholds import rate_label
 from .figures import (
     ANOMALOUS_COLOUR,
+    MAX_SCATTER_POINTS,
     NORMAL_COLOUR,
     _axis_label,
     _draw_spectrum,
@@ -66,18 +67,27 @@ def _draw_cuts(ax, entries: list[dict]) -> None:
                 bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.7})
 
 
+def _kept_flags(table: pd.DataFrame, entries: list[dict]) -> np.ndarray | None:
+    """The flags at the strictest stored cut, drawn whatever the subsampling; None where they would fill
+    more than half the points drawn, which would hide the unflagged spectra."""
+    if not entries:
+        return None
+    flags = stored_flags(table, min(entries, key=lambda e: e["false_positive_rate"]))
+    return flags if flags.sum() <= MAX_SCATTER_POINTS // 2 else None
+
+
 def score_trend_figure(table: pd.DataFrame, entries: list[dict], *, title: str, order_column: str | None,
                        run_column: str | None) -> Figure:
     """Anomaly score of each new spectrum against ``order_column`` (or spectrum_id), coloured by run.
 
-    Spectra flagged at any stored cut are always drawn, the others subsampled; log y axis where the
+    Spectra flagged at the strictest stored cut are always drawn, the others subsampled; log y axis where the
     scores span more than a factor 20.
     """
     figure, (ax,) = _panel_grid(1, panel_size=(11.5, 4.2))
     x, x_label = order_values(table, order_column)
     scores = table["anomaly_score"].to_numpy(dtype=np.float64)
-    flagged = np.logical_or.reduce([stored_flags(table, e) for e in entries]) if entries else None
-    chosen = _subsample(len(table), priority=flagged)
+    kept = _kept_flags(table, entries)
+    chosen = _subsample(len(table), priority=kept)
     if run_column is None:
         ax.scatter(x[chosen], scores[chosen], s=6, lw=0, alpha=0.6, color=NORMAL_COLOUR, rasterized=True)
     else:
@@ -97,7 +107,8 @@ def score_trend_figure(table: pd.DataFrame, entries: list[dict], *, title: str, 
     ax.set(xlabel=x_label, ylabel="anomaly_score (higher = more anomalous)", title=title)
     ax.grid(alpha=0.3)
     if len(chosen) < len(table):
-        ax.set_title(f"{len(chosen):,} of {len(table):,} spectra drawn, every flagged one kept", loc="right", fontsize=8.5)
+        note = "" if kept is None else f", every one flagged at {rate_label(min(e['false_positive_rate'] for e in entries))} kept"
+        ax.set_title(f"{len(chosen):,} of {len(table):,} spectra drawn{note}", loc="right", fontsize=8.5)
     return figure
 
 
@@ -144,7 +155,7 @@ def _ecdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def drift_figure(new: np.ndarray, reference: np.ndarray, drift: dict, *, title: str, verdict: str) -> Figure:
-    """Normalised histograms (left) and empirical CDFs (right) of new and reference anomaly scores."""
+    """Histograms normalised to unit sum (left) and empirical CDFs (right) of new and reference anomaly scores."""
     figure, (hist_ax, cdf_ax) = _panel_grid(2, panel_size=(5.75, 3.9), max_columns=2)
     new, reference = new[np.isfinite(new)], reference[np.isfinite(reference)]
     if not (new.size and reference.size):
@@ -156,7 +167,8 @@ def drift_figure(new: np.ndarray, reference: np.ndarray, drift: dict, *, title: 
     edges = np.geomspace(edges[0], edges[-1], n_bins + 1) if log_x else np.linspace(edges[0], edges[-1], n_bins + 1)
     groups = ((reference, "reference (calibration spectra)", NORMAL_COLOUR), (new, "new spectra", ANOMALOUS_COLOUR))
     for values, label, colour in groups:
-        hist_ax.hist(values, bins=edges, density=True, histtype="step", lw=1.6, color=colour, label=f"{label}, n = {values.size:,}")
+        hist_ax.hist(values, bins=edges, weights=np.full(values.size, 1.0 / values.size), histtype="step", lw=1.6, color=colour,
+                     label=f"{label}, n = {values.size:,}")
         cdf_ax.step(*_ecdf(values), where="post", lw=1.6, color=colour, label=label)
     if drift["location"] is not None:
         cdf_ax.axvline(drift["location"], color="black", lw=0.9, ls=":", label=f"largest distance D = {drift['statistic']:.3f}")
@@ -165,7 +177,7 @@ def drift_figure(new: np.ndarray, reference: np.ndarray, drift: dict, *, title: 
             ax.set_xscale("log")
         ax.set_xlabel("anomaly_score (higher = more anomalous)")
         ax.grid(alpha=0.3)
-    hist_ax.set(ylabel="density", title="score distributions")
+    hist_ax.set(ylabel="fraction of spectra per bin", title="score distributions", ylim=(0, 1.3 * hist_ax.get_ylim()[1]))
     hist_ax.legend(loc="upper right", fontsize=8)
     cdf_ax.set(ylabel="fraction of spectra below", title="empirical CDFs", ylim=(0, 1.02))
     cdf_ax.legend(loc="lower right", fontsize=8)
