@@ -27,6 +27,7 @@ FORMAT_VERSIONS: dict[str, int] = {
     "history": 1,
     "training_summary": 1,
     "report_build": 1,
+    "monitoring_metrics": 1,
 }
 
 
