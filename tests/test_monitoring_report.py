@@ -99,16 +99,29 @@ def test_ks_verdict_is_drift_for_shifted_scores_and_not_for_the_reference_distri
     assert shifted["models"]["pca"]["drift"]["alpha"] == 0.01
 
 
-def test_drift_compares_with_the_reference_calibration_spectra(tmp_path):
-    inputs, reference, new, _ = make_run(tmp_path)
+def test_drift_compares_the_bulk_below_the_loosest_cut_with_the_reference_calibration_spectra(tmp_path):
+    inputs, reference, new, info = make_run(tmp_path)
     metrics, _ = report(tmp_path, inputs)
     from scipy.stats import ks_2samp
 
+    cut = max(info["rates"], key=lambda r: r["false_positive_rate"])["cut"]
     calibration = reference[(reference["split"] == "validation") & (reference["label"] == 0)]["anomaly_score"]
-    expected = ks_2samp(new["anomaly_score"], calibration)
+    bulk_new, bulk_reference = new["anomaly_score"][new["anomaly_score"] <= cut], calibration[calibration <= cut]
+    expected = ks_2samp(bulk_new, bulk_reference)
     drift = metrics["models"]["pca"]["drift"]
-    assert drift["n_reference"] == len(calibration) and drift["n_new"] == len(new)
+    assert drift["n_reference"] == len(bulk_reference) and drift["n_new"] == len(bulk_new)
+    assert drift["n_new_above"] == len(new) - len(bulk_new) and drift["below"] == cut
     assert drift["statistic"] == pytest.approx(expected.statistic) and drift["p_value"] == pytest.approx(expected.pvalue)
+
+
+def test_new_spectra_all_above_the_loosest_cut_are_drift(tmp_path):
+    from spectral_anomaly.report.monitoring_metrics import drift_test
+
+    reference = np.random.default_rng(0).normal(size=500)
+    drift = drift_test(reference + 50.0, reference, below=float(np.quantile(reference, 0.99)))
+    assert drift["drifted"] is True and drift["p_value"] is None and drift["n_new_above"] == 500
+    undrifted = drift_test(np.random.default_rng(1).normal(size=500), reference, below=float(np.quantile(reference, 0.99)))
+    assert undrifted["drifted"] is False
 
 
 def test_flagged_fractions_equal_a_direct_count_and_runs_add_up(tmp_path):

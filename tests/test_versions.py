@@ -16,6 +16,7 @@ from spectral_anomaly.exceptions import (
     FormatVersionError,
     ObjectNotFoundError,
 )
+from spectral_anomaly.report.monitoring import read_monitoring_metrics
 from spectral_anomaly.store.atomic import write_json
 from spectral_anomaly.store.formats import FORMAT_VERSIONS
 from spectral_anomaly.store.provenance import result_version_name, versioned_config
@@ -197,6 +198,10 @@ def _read_training_summary(path: Path) -> None:
 
 
 #: kind of file -> file name, writer (the package's own) and every reader of that kind
+def _write_monitoring_metrics(path):
+    write_json(path, {"format_version": FORMAT_VERSIONS["monitoring_metrics"], "dataset": "d", "models": {}})
+
+
 READERS = {
     "canonical_store": ("d.h5", _write_canonical, [_read_canonical]),
     "split": ("d.json", _write_split, [_read_split]),
@@ -206,6 +211,7 @@ READERS = {
     "scores": ("ae.parquet", _write_scores, [_read_scores, read_flag_table]),
     "examples": ("ae.examples.npz", _write_examples, [_read_examples]),
     "metrics": ("d.metrics.json", _write_metrics, [read_metrics]),
+    "monitoring_metrics": ("d.monitoring.json", _write_monitoring_metrics, [read_monitoring_metrics]),
     "manifest": ("manifest.json", _write_manifest, [read_manifest]),
     "history": ("ae.history.csv", _write_history, [_read_history]),
     "training_summary": ("ae.summary.json", _write_training_summary, [_read_training_summary]),

@@ -39,6 +39,7 @@ from .monitoring_metrics import (
     drift_verdict,
     example_records,
     flag_summary,
+    loosest_cut,
     per_run_summary,
 )
 from .monitoring_page import model_section, render_monitoring_page
@@ -92,7 +93,7 @@ def model_metrics(table: pd.DataFrame, reference: pd.DataFrame, *, run_column: s
         "kind": table.attrs["model_kind"], "primary_score": table.attrs["primary_score"], "n_spectra": len(table),
         "flagged": flag_summary(table),
         "per_run": per_run_summary(table, run_column=run_column) if run_column is not None else None,
-        "drift": drift_test(table["anomaly_score"].to_numpy(dtype=np.float64), calibration),
+        "drift": drift_test(table["anomaly_score"].to_numpy(dtype=np.float64), calibration, below=loosest_cut(table)),
     }
 
 

@@ -95,12 +95,18 @@ def run_table(per_run: dict, flagged: Mapping[str, dict]) -> str:
 
 
 def drift_paragraph(drift: dict, *, description: str, reference_version: str) -> str:
+    bulk = (f" at or below the loosest stored cut ({format_number(drift['below'])}; {drift['n_new_above']} new "
+            "spectra above it are what the flags count)") if drift.get("below") is not None else ""
     if drift["statistic"] is None:
-        return (f"<p>Not tested: {drift['n_new']} new and {drift['n_reference']} reference scores "
+        if drift["drifted"]:
+            return (f"<p>Every one of the {drift['n_new_above']} new spectra lies above the loosest stored cut, while "
+                    f"the reference's calibration spectra lie below it: the distribution has moved. Verdict: "
+                    f"{_verdict_html(drift)}.</p>")
+        return (f"<p>Not tested: {drift['n_new']} new and {drift['n_reference']} reference scores{bulk} "
                 "(both must be at least one).</p>")
     return (f"<p>Two-sample Kolmogorov&ndash;Smirnov test of the {drift['n_new']} new anomaly scores against the "
-            f"{drift['n_reference']} of reference version <b>{escape(reference_version)}</b> ({escape(description)}): "
-            f"D = {drift['statistic']:.4f}, p = {drift['p_value']:.3g}. Verdict: {_verdict_html(drift)} "
+            f"{drift['n_reference']} of reference version <b>{escape(reference_version)}</b> ({escape(description)})"
+            f"{bulk}: D = {drift['statistic']:.4f}, p = {drift['p_value']:.3g}. Verdict: {_verdict_html(drift)} "
             f"(drift is called when p &lt; {drift['alpha']:g}).</p>")
 
 
@@ -154,8 +160,9 @@ def render_monitoring_page(*, metrics: dict, sections: list[list[str]]) -> str:
         f"<p>Version <b>{version}</b> scores <b>{metrics['n_spectra']}</b> new spectra with the detectors and cuts of "
         f"reference version <b>{reference}</b>; no detector was retrained and no cut recalibrated. Each cut was "
         "calibrated for a false-positive rate, so on new spectra like the reference's normal ones it flags about "
-        "that fraction. The new scores are compared with the reference's calibration scores by a two-sample "
-        f"Kolmogorov&ndash;Smirnov test; <b>drift</b> is called when its p-value is below {alpha}. Every score is "
+        "that fraction. The new scores at or below the loosest cut are compared with the reference's calibration "
+        "scores below it by a two-sample Kolmogorov&ndash;Smirnov test (the spectra above the cut are what the flags "
+        f"count); <b>drift</b> is called when its p-value is below {alpha}. Every score is "
         "oriented so that higher means more anomalous.</p>",
         "<ul>", *summary_items(metrics), "</ul>",
     ]
