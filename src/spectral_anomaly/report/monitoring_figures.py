@@ -172,6 +172,9 @@ def drift_figure(new: np.ndarray, reference: np.ndarray, drift: dict, *, title: 
         cdf_ax.step(*_ecdf(values), where="post", lw=1.6, color=colour, label=label)
     if drift["location"] is not None:
         cdf_ax.axvline(drift["location"], color="black", lw=0.9, ls=":", label=f"largest distance D = {drift['statistic']:.3f}")
+    if drift.get("below") is not None:  # the test compares the spectra at or below the loosest cut
+        for ax in (hist_ax, cdf_ax):
+            ax.axvline(drift["below"], color="#444444", lw=0.9, ls="--", label="loosest stored cut" if ax is cdf_ax else None)
     for ax in (hist_ax, cdf_ax):
         if log_x:
             ax.set_xscale("log")
@@ -181,7 +184,9 @@ def drift_figure(new: np.ndarray, reference: np.ndarray, drift: dict, *, title: 
     hist_ax.legend(loc="upper right", fontsize=8)
     cdf_ax.set(ylabel="fraction of spectra below", title="empirical CDFs", ylim=(0, 1.02))
     cdf_ax.legend(loc="lower right", fontsize=8)
-    figure.suptitle(f"{title}: KS D = {drift['statistic']:.3f}, p = {drift['p_value']:.3g}: {verdict}")
+    tested = (f"KS D = {drift['statistic']:.3f}, p = {drift['p_value']:.3g}" if drift["statistic"] is not None
+              else f"all {drift['n_new_above']:,} new spectra above the loosest cut")
+    figure.suptitle(f"{title}: {tested}: {verdict}")
     return figure
 
 
