@@ -284,7 +284,7 @@ def _config(**changes) -> dict:
 
 
 def _fake_version(results: Path, name: str, *, started: str, config: dict, roc: float, flagged: list[int],
-                  n: int = 20, complete: bool = True) -> Path:
+                  n: int = 20, complete: bool = True, source_dir: Path | None = None) -> Path:
     """A result folder with what `runs` and `compare` read: manifest (or config), metrics, score tables."""
     import yaml
 
@@ -304,7 +304,7 @@ def _fake_version(results: Path, name: str, *, started: str, config: dict, roc: 
         "models": {m: {"roc_auc": roc, "pr_auc": roc - 0.1} for m in ("ae", "pca")}})
     for model in ("ae", "pca"):
         table = pd.DataFrame({
-            "spectrum_id": np.arange(n), "source_file": [f"{folder}/demo/spectra.h5"] * n, "entry": np.arange(n),
+            "spectrum_id": np.arange(n), "source_file": [f"{source_dir or folder}/demo/spectra.h5"] * n, "entry": np.arange(n),
             "anomaly_score": np.arange(n, dtype=float), "pca_nll": np.arange(n, dtype=float),
             "flag_fpr_1pct": np.isin(np.arange(n), flagged)})
         (folder / "scores" / "d").mkdir(parents=True, exist_ok=True)
@@ -368,8 +368,30 @@ def test_compare_reports_config_metric_and_flag_changes(results):
     assert ae["roc_auc"]["old"] == 0.9 and ae["roc_auc"]["new"] == 0.95 and ae["roc_auc"]["delta"] == pytest.approx(0.05)
     flags = {(f["dataset"], f["model"]): f for f in comparison["flags"]}
     ae_flags = flags[("d", "ae")]
-    assert ae_flags["n_matched"] == 20 and "source_file" in ae_flags["matching"]  # demo paths differ by version folder only
+    assert ae_flags["n_matched"] == 20 and "source file" in ae_flags["matching"]  # demo paths differ by version folder only
     assert ae_flags["rates"]["flag_fpr_1pct"]["only_a"] == [18] and ae_flags["rates"]["flag_fpr_1pct"]["only_b"] == [17]
+
+
+def test_compare_matches_demo_spectra_read_from_another_versions_folder(tmp_path):
+    # a version whose ingest is shared from an earlier one reads the demo file from that version's folder
+    root = tmp_path / "results"
+    first = _fake_version(root, "demo-aaaaaaaaaa", started="2026-01-01T10:00:00+00:00", config=_config(), roc=0.9,
+                          flagged=[18, 19])
+    _fake_version(root, "demo-bbbbbbbbbb", started="2026-01-02T10:00:00+00:00", config=_config(scoring__mc_samples=32),
+                  roc=0.95, flagged=[17, 19], source_dir=first)
+    comparison = compare_versions(load_version(root / "demo-aaaaaaaaaa"), load_version(root / "demo-bbbbbbbbbb"))
+    flags = {(f["dataset"], f["model"]): f for f in comparison["flags"]}
+    assert flags[("d", "ae")]["n_matched"] == 20
+    assert flags[("d", "ae")]["rates"]["flag_fpr_1pct"]["only_b"] == [17]
+
+
+def test_source_names_are_relative_to_the_datasets_path():
+    from spectral_anomaly.store.versions import source_names
+
+    assert list(source_names(["/data/a/run1/x.h5", "/data/a/run2/x.h5"], "/data/a/*/x.h5")) == ["run1/x.h5", "run2/x.h5"]
+    assert list(source_names(["/mnt/copy/run1/x.h5"], "/mnt/copy/*/x.h5")) == ["run1/x.h5"]
+    assert list(source_names(["results/demo-1/demo/spectra.h5"], "demo://spectra.h5")) == ["spectra.h5"]
+    assert list(source_names(["/elsewhere/file.root"], "/data/file.root")) == ["file.root"]
 
 
 @pytest.mark.parametrize("suffix", [".md", ".html"])

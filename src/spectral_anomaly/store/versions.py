@@ -17,6 +17,7 @@ Readers of the manifest and the metrics refuse a newer format version, as every 
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -311,29 +312,48 @@ def read_flag_table(path: Path) -> Any:
         raise InputFileError(f"{path}: not a readable score table ({error}); delete it and rerun the workflow") from None
 
 
-def _match_keys(table_a, table_b, version_a: ResultVersion, version_b: ResultVersion) -> tuple[list, list, str]:
+def source_names(paths: Any, dataset_path: str) -> Any:
+    """Each input file's name relative to its dataset's configured ``path``: stable between versions that read
+    the same files from another place (or a generated demo file from another version's folder).
+
+    For a glob the name is relative to the folder before its first wildcard; for one file or the demo
+    data it is the file's name.
+    """
+    import pandas as pd
+
+    values = pd.Series(paths, dtype=object).astype(str)
+    if not dataset_path.startswith("demo://") and glob.has_magic(dataset_path):
+        literal = re.split(r"[*?\[]", dataset_path, maxsplit=1)[0]
+        base = os.path.normpath(os.path.dirname(literal) or ".")
+        inside = values.map(lambda v: os.path.normpath(v).startswith(base + os.sep))
+        relative = values.map(lambda v: os.path.relpath(os.path.normpath(v), base))
+        return relative.where(inside, values.map(os.path.basename)).to_numpy()
+    return values.map(os.path.basename).to_numpy()
+
+
+def _match_keys(table_a, table_b, version_a: ResultVersion, version_b: ResultVersion,
+                dataset: str) -> tuple[list, list, str]:
     """Keys that identify each row's spectrum in both tables, and how they were chosen.
 
-    Spectra are matched by where they come from (input file, object, entry; the version folder
-    left out of the paths of generated demo files) when both tables have those columns and they
-    are unique, so that a version with an added or reordered input file still matches; otherwise
-    by ``spectrum_id``, which identifies the same spectrum only when the inputs are the same.
+    Spectra are matched by where they come from: the input file's name relative to the dataset's path
+    (:func:`source_names`), the object and the entry, when both tables have those columns and they are
+    unique, so that a version with an added or reordered input file, or the demo data generated in
+    another version's folder, still matches; otherwise by ``spectrum_id``, which identifies the same
+    spectrum only when the inputs are the same.
     """
     origin = [c for c in ORIGIN_COLUMNS if c in table_a.columns and c in table_b.columns]
 
     def keys(table, version):
-        parts = []
-        for column in origin:
-            values = table[column].astype(str)
-            if column == "source_file":
-                values = values.str.replace(version.name, "<version>", regex=False)
-            parts.append(values.to_numpy())
+        dataset_path = str((version.config.get("datasets") or {}).get(dataset, {}).get("path", ""))
+        parts = [source_names(table[column], dataset_path) if column == "source_file" else table[column].astype(str).to_numpy()
+                 for column in origin]
         return list(zip(*parts))
 
     if origin:
         a, b = keys(table_a, version_a), keys(table_b, version_b)
         if len(set(a)) == len(a) and len(set(b)) == len(b):
-            return a, b, f"matched by {', '.join(origin)}"
+            described = ["source file (relative to the dataset's path)" if c == "source_file" else c for c in origin]
+            return a, b, f"matched by {', '.join(described)}"
     return (list(table_a["spectrum_id"]), list(table_b["spectrum_id"]),
             "matched by spectrum_id (no unique input file and entry columns)")
 
@@ -342,7 +362,7 @@ def flag_changes(version_a: ResultVersion, version_b: ResultVersion, dataset: st
     """Per flag column present in both score tables: spectra flagged in A only and in B only."""
     table_a = read_flag_table(version_a.files.scores(dataset, model))
     table_b = read_flag_table(version_b.files.scores(dataset, model))
-    keys_a, keys_b, matching = _match_keys(table_a, table_b, version_a, version_b)
+    keys_a, keys_b, matching = _match_keys(table_a, table_b, version_a, version_b, dataset)
     id_a = dict(zip(keys_a, table_a["spectrum_id"].tolist()))
     id_b = dict(zip(keys_b, table_b["spectrum_id"].tolist()))
     flags_a = [c for c in table_a.columns if c.startswith(FLAG_PREFIX)]
