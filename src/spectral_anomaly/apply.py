@@ -146,16 +146,13 @@ def apply_to_store(
     write each model's score table (flags at the stored cuts) and most anomalous examples into ``layout``
     under ``dataset``. Returns a summary: spectra scored and flagged per model and cut."""
     from .normalize import block_rows
-    from .store.canonical import iter_canonical_blocks, read_canonical
+    from .store.canonical import iter_canonical_blocks
 
     detectors = load_reference_detectors(reference, reference_dataset, device=device, models=models)
-    new = read_canonical(store_path, load_X=False)
-    reference_store = read_canonical(reference.layout.store(reference_dataset), load_X=False)
-    check_same_binning(new.bin_edges, reference_store.bin_edges, new=f"dataset {dataset!r} ({store_path})",
+    n_spectra, edges = store_shape(store_path)
+    check_same_binning(edges, reference_bin_edges(reference, reference_dataset), new=f"dataset {dataset!r} ({store_path})",
                        reference=f"reference {reference.name} dataset {reference_dataset!r}")
-    rows = block_spectra or block_rows(new.n_bins)
-    n_spectra = new.n_spectra
-    del new, reference_store  # the metadata of a large store is read again block by block
+    rows = block_spectra or block_rows(len(edges) - 1)
     started = time.perf_counter()
     tops = {model: TopSpectra(n_examples) for model in detectors}
     flagged = {model: {} for model in detectors}
@@ -177,6 +174,21 @@ def apply_to_store(
         write_top_examples(store_path, detector, tops[model], path=layout.examples(dataset, model))
     return {"dataset": dataset, "reference": reference.name, "reference_dataset": reference_dataset,
             "n_spectra": n_spectra, "flagged": flagged, "seconds": round(time.perf_counter() - started, 3)}
+
+
+def store_shape(path: PathLike) -> tuple[int, np.ndarray]:
+    """The number of spectra and the bin edges of a canonical store, without reading its metadata."""
+    import h5py
+
+    from .store.canonical import read_canonical
+
+    if not os.path.exists(path):
+        read_canonical(path, load_X=False)  # its clear error
+    try:
+        with h5py.File(path, "r") as handle:
+            return int(handle["X"].shape[0]), handle["bin_edges"][()]
+    except (OSError, KeyError) as error:
+        raise InputFileError(f"{path}: not a complete canonical store ({error}); delete it and ingest again") from None
 
 
 def score_block(detector: Any, block: Any, *, model: str):
