@@ -3,7 +3,7 @@
 # Entry point only: the rules live in workflow/rules/, the logic in src/spectral_anomaly/.
 from snakemake.utils import min_version
 
-from spectral_anomaly.apply import is_apply_config
+from spectral_anomaly.apply_config import is_apply_config
 from spectral_anomaly.config import validate_config
 
 min_version("9.0")

@@ -208,7 +208,7 @@ def test_a_detector_without_stored_cuts_is_refused_with_the_remedy(applied, tmp_
 
 
 def test_an_unknown_apply_key_names_the_valid_ones(applied, tmp_path):
-    from spectral_anomaly.apply import validate_apply_config
+    from spectral_anomaly.apply_config import validate_apply_config
     from spectral_anomaly.exceptions import ConfigError
 
     config = apply_config(applied["reference"], applied["file"])

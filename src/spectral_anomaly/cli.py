@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> None:
         run_apply(args)
         return
     if args.command == "monitor-report":
-        from .apply import validate_apply_config
+        from .apply_config import validate_apply_config
         from .config import read_config_file
 
         config = validate_apply_config(read_config_file(args.config), source=args.config)

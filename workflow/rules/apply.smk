@@ -13,7 +13,7 @@ envvars:
 
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
-from spectral_anomaly.apply import (
+from spectral_anomaly.apply_config import (
     apply_config_record,
     apply_version_name,
     check_new_files_binning,
