@@ -39,7 +39,7 @@ def crop(name, start, end):
     full.crop((0, top, 1280, bottom)).save(out / name, optimize=True)
     print(name, bottom - top)
 crop("report-top.png", 0, h2["thresholds"])
-crop("report-thresholds.png", h2["thresholds"], h2["roc"])
+crop("report-thresholds.png", h2["thresholds"], h2["roc"])  # with the efficiency per anomaly kind
 crop("report-roc.png", h2["roc"], h2["precision_recall"])
 crop("report-precision-recall.png", h2["precision_recall"], h2["score_distributions"])
 crop("report-score-agreement.png", h2["score_agreement"], h2["run_summary"])

@@ -18,7 +18,6 @@ from spectral_anomaly.report.curves import roc_figure
 from spectral_anomaly.report.figures import (
     latent_space_figure,
     score_distribution_figure,
-    top_anomalies_figure,
     training_curves_figure,
 )
 from spectral_anomaly.report.metrics import (
@@ -28,6 +27,7 @@ from spectral_anomaly.report.metrics import (
     score_columns,
     top_spectra_table,
 )
+from spectral_anomaly.report.top_figure import top_anomalies_figure
 from spectral_anomaly.score import write_scores
 from spectral_anomaly.store.formats import FORMAT_VERSIONS, write_versioned_csv
 

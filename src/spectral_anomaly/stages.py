@@ -178,6 +178,7 @@ def run_report(
     rebuild never rewrites the training run's manifest.
     """
     from .config import check_report_options
+    from .demo import ANOMALY_KINDS
     from .report import FIGURE_NAMES, build_report
 
     check_report_options(config)
@@ -189,7 +190,8 @@ def run_report(
     data_summary = {"n_spectra": spectra.n_spectra, "n_bins": spectra.n_bins, "sources": list(spectra.source_sha256),
                     "n_dropped_nonfinite": spectra.n_dropped_nonfinite, "devices": devices}
     entry = dataset_config(config, dataset)  # unit of the bin edges where known: bin_unit, else keV for the demo data
-    bin_unit = entry.get("bin_unit") or ("keV" if str(entry.get("path", "")).startswith("demo://") else None)
+    demo = str(entry.get("path", "")).startswith("demo://")
+    bin_unit = entry.get("bin_unit") or ("keV" if demo else None)
     build_report(
         dataset=dataset, run_name=layout.folder.name,
         scores={m: layout.scores(dataset, m) for m in models},
@@ -198,6 +200,7 @@ def run_report(
         run_config=config, html_path=html_path, metrics_path=metrics_path,
         figure_paths={name: Path(figure_dir) / f"{name}.png" for name in FIGURE_NAMES},
         n_top=config["report"]["top_spectra"], data_summary=data_summary, bin_unit=bin_unit,
+        kind_column=config["report"].get("kind_column"), kind_names=ANOMALY_KINDS if demo else None,
     )
     if build_record is not None:
         from .store.manifest import report_build_record

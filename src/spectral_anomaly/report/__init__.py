@@ -4,11 +4,14 @@
 examples (no model is loaded, so a report can be regenerated from stored results), and writes
 
 - ``metrics.json``: ROC AUC and PR AUC of every score on the test split (null without labels), the
-  primary score's with bootstrap standard deviations;
+  primary score's with bootstrap standard deviations; which detector ranks best and which tie with it
+  (:mod:`.findings`), each detector's best score column, and with a kind column the flagged fraction
+  per anomaly kind (:mod:`.kinds`);
 - the PNG figures of :data:`FIGURE_NAMES`: ROC and precision-recall curves with bootstrap bands,
   score distributions, agreement between models, flags per run, the most anomalous spectra with
   their reconstructions and pulls, the latent space and the training curves;
-- one self-contained HTML page with the figures embedded, the comparison table, the per-run table,
+- one self-contained HTML page with the figures embedded, a summary of the findings, the comparison
+  table, the efficiency per rate and per anomaly kind, the per-run table,
   a ranked table of the most anomalous spectra and the run configuration.
 
 Nothing loops over spectra in Python and every scatter plot is subsampled, so a report of a
@@ -26,7 +29,9 @@ from ..exceptions import ConfigError
 from ..store.atomic import atomic_path, write_json, write_text
 from .comparison import group_column, run_summary
 from .figures import render_png
+from .findings import best_scores, comparison_findings, paired_auc_samples
 from .html import render_report
+from .kinds import kind_efficiencies
 from .metrics import (
     compute_metrics,
     is_labelled,
@@ -59,6 +64,18 @@ def _check_figure_paths(figure_paths: Mapping[str, PathLike]) -> None:
         raise ConfigError(f"report figure_paths: {'; '.join(problems)}; expected exactly {', '.join(FIGURE_NAMES)}")
 
 
+def add_findings(metrics: dict, tables: Mapping, *, kind_column: str | None = None,
+                 kind_names: Mapping[int, str] | None = None) -> dict:
+    """Add to ``metrics`` what the page summarises: ``comparison`` (best detector and ties, null without
+    labels), each model's ``best_score`` and ``kinds`` (efficiency per anomaly kind, null without a kind column)."""
+    samples = paired_auc_samples(tables) if metrics["labelled"] else None
+    metrics["comparison"] = comparison_findings(metrics["models"], samples) if metrics["labelled"] else None
+    for name, best in best_scores(metrics["models"]).items():
+        metrics["models"][name]["best_score"] = best
+    metrics["kinds"] = kind_efficiencies(tables, column=kind_column, names=kind_names)
+    return metrics
+
+
 def build_report(
     *,
     dataset: str,
@@ -73,6 +90,8 @@ def build_report(
     n_top: int = 10,
     data_summary: Mapping | None = None,
     bin_unit: str | None = None,
+    kind_column: str | None = None,
+    kind_names: Mapping[int, str] | None = None,
 ) -> dict:
     """Write the report of one dataset and return its metrics (the ``metrics.json`` payload).
 
@@ -82,7 +101,9 @@ def build_report(
     ``n_top`` spectra per model are drawn in the top-anomalies figure. ``data_summary`` (spectra,
     bins, source files, spectra dropped at ingestion, device each model trained on) is shown on the
     page and stored in the metrics under ``data``. ``bin_unit`` (e.g. ``"keV"``) labels the spectra's
-    x axis where the unit of the bin edges is known. Every input is read and every
+    x axis where the unit of the bin edges is known. ``kind_column`` names the metadata column of
+    anomaly kinds whose flagged fractions the page shows per kind (:mod:`.kinds`), named by
+    ``kind_names`` (code -> name) where given. Every input is read and every
     figure rendered before anything is written, and each file is written atomically.
     """
     from ..score import read_examples
@@ -97,6 +118,7 @@ def build_report(
 
     curves = model_curves(tables, labelled=labelled)
     metrics = compute_metrics(tables, dataset=dataset, run_name=run_name, curves=curves)
+    add_findings(metrics, tables, kind_column=kind_column, kind_names=kind_names)
     metrics["data"] = dict(data_summary or {})
     run_column = group_column(tables)
     runs = run_summary(tables, column=run_column) if run_column else None

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 from collections.abc import Mapping
 
 import pandas as pd
 
 from .. import __version__
 from ..text import html_text as escape
-from ..thresholds import rate_label
-from .metrics import best_models
+from .cells import _auc_cell, _cell, _percent_cell, format_number
+from .efficiency_html import kinds_section, thresholds_section
+from .findings import tied_with_best
 from .registry import FIGURES
+from .summary_html import summary_paragraph
+
+__all__ = ["STYLE", "format_number", "render_report"]
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1200px;
@@ -28,8 +31,10 @@ h2 { margin-top: 2em; border-bottom: 1px solid #eee; padding-bottom: .2em; }
 table { border-collapse: collapse; margin: 1em 0; font-size: .92em; }
 th, td { border: 1px solid #ccc; padding: .3em .7em; }
 th { background: #f3f3f3; text-align: left; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.best { background: #d9f2d9; font-weight: bold; }
+span.note { color: #a33; font-size: .9em; }
+p.summary { background: #f6f8fb; border-left: 4px solid #4a78b0; padding: .7em 1em; max-width: 66em; }
 tr.anomalous td { background: #fdecec; }
 figure { margin: 1em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
@@ -38,57 +43,36 @@ figcaption, p.caption { color: #444; font-size: .95em; max-width: 60em; }
 details pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: .88em; }
 """
 
-def format_number(value: object, *, digits: int = 3) -> str:
-    """A number with ``digits`` decimals; ``None``/NaN as an em dash; other values escaped as text."""
-    if value is None:
-        return "&mdash;"
-    if isinstance(value, bool):
-        return escape(str(value))
-    if isinstance(value, int):
-        return str(value)
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return escape(str(value))
-    if math.isnan(number):
-        return "&mdash;"
-    if math.isinf(number):
-        return "&infin;" if number > 0 else "&minus;&infin;"
-    if number.is_integer() and abs(number) < 1e15 and not isinstance(value, float):
-        return str(int(number))
-    return f"{number:.{digits}f}"
-
-
-def _cell(value: object, *, best: bool = False) -> str:
-    numeric = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
-    classes = " ".join(c for c in ("num" if numeric else "", "best" if best else "") if c)
-    attribute = f' class="{classes}"' if classes else ""
-    return f"<td{attribute}>{format_number(value)}</td>"
-
-
-def _auc_cell(value: float | None, std: float | None, *, best: bool) -> str:
-    """An AUC with its bootstrap standard deviation, e.g. ``0.953 &plusmn; 0.004``."""
-    cell = _cell(value, best=best)
-    if value is None or std is None:
-        return cell
-    return cell.replace("</td>", f" &plusmn; {format_number(std)}</td>")
+def _best_score_cell(best: dict | None) -> str:
+    """The detector's score column with the highest ROC AUC, noted where it beats the primary score."""
+    if best is None:
+        return '<td class="num">&mdash;</td>'
+    if best["primary"]:
+        return f'<td><code>{escape(best["column"])}</code> (the primary)</td>'
+    return (f'<td><code>{escape(best["column"])}</code> {format_number(best["roc_auc"])} '
+            f'<span class="note">beats the primary by {best["above_primary"]:.3f}</span></td>')
 
 
 def comparison_table(metrics: dict) -> str:
-    """Model, kind, primary score, ROC AUC and PR AUC, the best value in each AUC column highlighted."""
-    best = best_models(metrics)
+    """Model, kind, primary score, ROC AUC and PR AUC, and the model's best score column.
+
+    In each AUC column the best model and every model tied with it (:func:`.findings.tied_with_best`,
+    the summary's rule) are highlighted.
+    """
+    tied = tied_with_best(metrics)
     rows = []
     for name, entry in metrics["models"].items():
         rows.append(
             "<tr>" + f"<td>{escape(name)}</td><td>{escape(str(entry['kind']))}</td>"
             f"<td>{escape(str(entry['primary_score']))}</td>"
-            + _auc_cell(entry["roc_auc"], entry.get("roc_auc_std"), best=name in best["roc_auc"])
-            + _auc_cell(entry["pr_auc"], entry.get("pr_auc_std"), best=name in best["pr_auc"])
-            + _cell(entry["n_test"]) + _cell(entry["n_anomalous_test"]) + "</tr>"
+            + _auc_cell(entry["roc_auc"], entry.get("roc_auc_std"), best=name in tied["roc_auc"])
+            + _auc_cell(entry["pr_auc"], entry.get("pr_auc_std"), best=name in tied["pr_auc"])
+            + _cell(entry["n_test"]) + _cell(entry["n_anomalous_test"])
+            + _best_score_cell(entry.get("best_score")) + "</tr>"
         )
     header = ("<tr><th>model</th><th>kind</th><th>primary score</th><th>ROC AUC &plusmn; bootstrap std</th>"
               "<th>PR AUC &plusmn; bootstrap std</th>"
-              "<th>test spectra</th><th>test anomalies</th></tr>")
+              "<th>test spectra</th><th>test anomalies</th><th>best score column: ROC AUC (chosen on test labels)</th></tr>")
     return f"<table>\n{header}\n" + "\n".join(rows) + "\n</table>" + choices_list(metrics)
 
 
@@ -146,105 +130,6 @@ def score_table(metrics: dict) -> str:
                         + _cell(aucs["roc_auc"]) + _cell(aucs["pr_auc"]) + "</tr>")
     header = "<tr><th>model</th><th>score</th><th>ROC AUC</th><th>PR AUC</th></tr>"
     return f"<table>\n{header}\n" + "\n".join(rows) + "\n</table>"
-
-
-def _percent_cell(value: float | None, *, best: bool = False) -> str:
-    text = "&mdash;" if value is None or math.isnan(value) else f"{100.0 * value:.2f}%"
-    return f'<td class="num best">{text}</td>' if best else f'<td class="num">{text}</td>'
-
-
-def _threshold_rates(metrics: dict) -> dict[str, float]:
-    """Flag column -> target false-positive rate, over every model, in order of first appearance."""
-    rates: dict[str, float] = {}
-    for entry in metrics["models"].values():
-        for column, values in (entry.get("thresholds") or {}).items():
-            rates.setdefault(column, values["false_positive_rate"])
-    return rates
-
-
-def efficiency_table(metrics: dict) -> str:
-    """Model x target false-positive rate: TPR and FPR on the test split (without labels: flagged fraction).
-
-    The highest TPR at each rate is highlighted. A rate marked &dagger; had fewer calibration spectra
-    than ``ceil(1 / rate)``, so its cut is their maximum and the flag is coarser than asked.
-    """
-    rates = _threshold_rates(metrics)
-    labelled = metrics["labelled"]
-    per_rate = ["TPR", "FPR"] if labelled else ["flagged (test)"]
-    header_rates = "".join(f'<th colspan="{len(per_rate)}">target FPR {escape(rate_label(rate))}</th>'
-                           for rate in rates.values())
-    header = (f'<tr><th rowspan="2">model</th>{header_rates}</tr>\n<tr>'
-              + "".join(f"<th>{name}</th>" for _ in rates for name in per_rate) + "</tr>")
-    best_tpr = {}
-    for column in rates:
-        values = [entry["thresholds"][column]["test_tpr"] for entry in metrics["models"].values()
-                  if column in (entry.get("thresholds") or {}) and entry["thresholds"][column]["test_tpr"] is not None]
-        best_tpr[column] = max(values, default=None)
-    rows = []
-    for name, entry in metrics["models"].items():
-        cells = [f"<td>{escape(name)}</td>"]
-        for column in rates:
-            values = (entry.get("thresholds") or {}).get(column)
-            if values is None:
-                cells += ['<td class="num">&mdash;</td>'] * len(per_rate)
-                continue
-            coarse = values["n_calibration"] < math.ceil(1.0 / values["false_positive_rate"])
-            if labelled:
-                tpr = values["test_tpr"]
-                best = tpr is not None and best_tpr[column] is not None and math.isclose(tpr, best_tpr[column])
-                cells += [_percent_cell(tpr, best=best), _percent_cell(values["test_fpr"])]
-            else:
-                cells.append(_percent_cell(values["test_flag_rate"]))
-            if coarse:
-                cells[-1] = cells[-1].replace("</td>", " &dagger;</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table>\n{header}\n" + "\n".join(rows) + "\n</table>"
-
-
-def calibration_table(metrics: dict) -> str:
-    """Per model and rate: flag column, cut, calibration spectra and rates on calibration and test."""
-    header = ("<tr><th>model</th><th>target FPR</th><th>flag column</th><th>cut on anomaly_score</th>"
-              "<th>calibration spectra</th><th>FPR (calibration)</th><th>FPR (test)</th><th>TPR (test)</th>"
-              "<th>flagged (test)</th><th>flagged (all splits)</th></tr>")
-    rows = []
-    for name, entry in metrics["models"].items():
-        for column, values in (entry.get("thresholds") or {}).items():
-            cut = "&mdash;" if values["cut"] is None else escape(f"{values['cut']:.6g}")
-            rows.append(
-                f"<tr><td>{escape(name)}</td><td>{escape(rate_label(values['false_positive_rate']))}</td>"
-                f"<td><code>{escape(column)}</code></td><td class=\"num\">{cut}</td>" + _cell(values["n_calibration"])
-                + _percent_cell(values["calibration_fpr"]) + _percent_cell(values["test_fpr"])
-                + _percent_cell(values["test_tpr"]) + _percent_cell(values["test_flag_rate"])
-                + _cell(values["n_flagged_all"]) + "</tr>"
-            )
-    return f"<table>\n{header}\n" + "\n".join(rows) + "\n</table>"
-
-
-def thresholds_section(metrics: dict) -> list[str]:
-    """The section on flags at calibrated false-positive rates."""
-    parts = ['<h2 id="thresholds">Efficiency at calibrated false-positive rates</h2>']
-    if not _threshold_rates(metrics):
-        parts.append('<p class="caption">No spectrum is flagged: either no false-positive rates are configured '
-                     "(<code>scoring.false_positive_rates</code>), or the validation split held no normal spectrum "
-                     "to calibrate the cuts on (the score step's log says which).</p>")
-        return parts
-    if metrics["labelled"]:
-        text = ("Each model's anomaly score is cut where at most the target fraction of the validation split's "
-                "normal spectra lie above it; spectra above the cut are flagged. On the test split, TPR is the "
-                "fraction of labelled anomalies flagged and FPR the fraction of normal spectra flagged, which "
-                "should come out close to the target. The highest TPR at each rate is highlighted.")
-    else:
-        text = ("Each model's anomaly score is cut where at most the target fraction of the validation split's "
-                "spectra (no labels: assumed mostly normal) lie above it; spectra above the cut are flagged. "
-                "Without labels no TPR or FPR can be computed; the table gives the fraction of test spectra "
-                "flagged, which exceeds the target where the test split holds anomalies or differs from validation.")
-    parts += [
-        (f'<p class="caption">{escape(text)} &dagger; fewer calibration spectra than 1/rate: the cut is their '
-         "maximum score and the flag is coarser than the target.</p>"),
-        efficiency_table(metrics),
-        "<details><summary>cuts and calibration of every flag</summary>", calibration_table(metrics), "</details>",
-    ]
-    return parts
 
 
 def dataframe_table(frame: pd.DataFrame) -> str:
@@ -322,7 +207,9 @@ def render_report(*, dataset: str, run_name: str, metrics: dict, figures: Mappin
     if labelled:
         label_note = ("AUCs are computed on the test split only. PR AUC is average precision; a random ranking "
                       "scores the test split's anomaly fraction. The +- is the standard deviation over 200 bootstrap resamples "
-                      "of the test spectra. The best value of each column is highlighted.")
+                      "of the test spectra. Highlighted in each AUC column: the best detector and every detector tied "
+                      "with it under the summary's rule. The last column gives each detector's score column with the "
+                      "highest ROC AUC; it is picked on the test labels, so it is for reading, not a fair ranking.")
     else:
         label_note = ("This dataset has no labels configured, so no detection metric can be computed; the figures "
                       "below still show how the models rank spectra.")
@@ -335,6 +222,7 @@ def render_report(*, dataset: str, run_name: str, metrics: dict, figures: Mappin
         '<p class="meta">Sections: <a href="#metrics">model comparison</a> &middot; <a href="#thresholds">efficiency</a>'
         + "".join(f' &middot; <a href="#{name}">{escape(title.lower())}</a>' for name, title in ((n, f.title) for n, f in FIGURES.items()))
         + ' &middot; <a href="#top-spectra">ranked spectra</a> &middot; <a href="#config">configuration</a></p>',
+        summary_paragraph(metrics),
         data_paragraph(metrics.get("data") or {}),
         "<p>Every score is oriented so that a higher anomaly score means a more anomalous spectrum.</p>",
         '<h2 id="metrics">Model comparison</h2>', f'<p class="caption">{escape(label_note)}</p>',
@@ -342,6 +230,7 @@ def render_report(*, dataset: str, run_name: str, metrics: dict, figures: Mappin
         "<details><summary>AUC of every score column</summary>", score_table(metrics), "</details>",
         *ranking_section(metrics),
         *thresholds_section(metrics),
+        *kinds_section(metrics),
     ]
     for name in FIGURES:
         parts.append(_figure_block(name, figures[name]))

@@ -237,17 +237,6 @@ def variant_metrics(models: Mapping[str, dict]) -> dict[str, dict]:
     return {variant: variants[variant] for variant in ranked}
 
 
-def best_models(metrics: dict) -> dict[str, set[str]]:
-    """For ``roc_auc`` and ``pr_auc``: the model(s) with the highest value (empty without labels)."""
-    best: dict[str, set[str]] = {}
-    for key in ("roc_auc", "pr_auc"):
-        values = {name: entry[key] for name, entry in metrics["models"].items()
-                  if entry[key] is not None and not math.isnan(entry[key])}
-        top = max(values.values(), default=None)
-        best[key] = {name for name, value in values.items() if top is not None and math.isclose(value, top)}
-    return best
-
-
 def reference_model(tables: Mapping[str, pd.DataFrame]) -> str:
     """The model that ranks the top-spectra table: the first of the highest ``report_rank`` of its kind
     (:data:`spectral_anomaly.models.DETECTORS`: a VAE, else an autoencoder, else the first model)."""

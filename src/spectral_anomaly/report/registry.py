@@ -20,7 +20,9 @@ from matplotlib.figure import Figure as MatplotlibFigure
 
 from .comparison import run_summary_figure, score_agreement_figure
 from .curves import precision_recall_figure, roc_figure
-from .figures import latent_space_figure, score_distribution_figure, top_anomalies_figure, training_curves_figure
+from .figures import latent_space_figure, score_distribution_figure, training_curves_figure
+from .top_figure import top_anomalies_figure
+from .variety import VARIETY_RULE
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,10 @@ _ENTRIES = (
     Figure(
         name='top_anomalies', title='Most anomalous spectra', subcategory='most anomalous spectra', label='most anomalous spectra',
         build=lambda i: top_anomalies_figure(i.examples, n_top=i.n_top, bin_unit=i.bin_unit),
-        caption=('The most anomalous spectra of each model (one column per model, most anomalous '
-                 "at the top): the input counts as steps and the model's reconstruction, in the "
+        caption=('Some of the most anomalous spectra of each model (one column per model, most anomalous '
+                 'at the top), chosen for variety without labels: ' + VARIETY_RULE + '. Each panel gives the '
+                 "spectrum's rank by score among the stored examples and the bin of its largest |pull|. "
+                 "The input counts are drawn as steps and the model's reconstruction, in the "
                  'same units, as a line. Counts are drawn on a log scale where they are '
                  'non-negative, with empty bins drawn at 0.5. Below each spectrum, the per-bin '
                  "pulls (residual over its uncertainty: the input file's variances where it has "
