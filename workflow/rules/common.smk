@@ -4,6 +4,8 @@
 # stage outputs (named by their keys, spectral_anomaly.store.keys). A stage whose output is shared
 # already (by an earlier version with the same key) does not run: the version links it (rule link).
 # Otherwise the stage runs into this version and shares what it wrote (spectral_anomaly.store.links).
+# Each job logs into its log file (spectral-anomaly --log), stdout appended there too; a failed job
+# prints its error line and the log's path on the terminal.
 import json
 import re
 import sys

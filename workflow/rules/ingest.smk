@@ -17,7 +17,7 @@ rule run_config:
         mem_mb=1000,
         runtime="10m",
     shell:
-        "spectral-anomaly write-config --json {params.config:q} --output {output:q} > {log:q} 2>&1"
+        "spectral-anomaly --log {log:q} write-config --json {params.config:q} --output {output:q} >> {log:q}"
 
 
 rule demo_data:
@@ -38,8 +38,8 @@ rule demo_data:
         mem_mb=2000,
         runtime="15m",
     shell:
-        "spectral-anomaly demo --settings {params.settings:q} --hdf5 {output.hdf5:q} --root {output.root:q}"
-        " --share {params.share:q} > {log:q} 2>&1"
+        "spectral-anomaly --log {log:q} demo --settings {params.settings:q} --hdf5 {output.hdf5:q} --root {output.root:q}"
+        " --share {params.share:q} >> {log:q}"
 
 
 rule ingest:
@@ -63,6 +63,6 @@ rule ingest:
         mem_mb=4000,
         runtime="2h",
     shell:
-        "spectral-anomaly ingest --settings {params.settings:q} --dataset {wildcards.dataset}"
+        "spectral-anomaly --log {log:q} ingest --settings {params.settings:q} --dataset {wildcards.dataset}"
         " --input {params.raw:q} --checksums {params.checksums:q} --output {output:q}"
-        " --share {params.share:q} > {log:q} 2>&1"
+        " --share {params.share:q} >> {log:q}"

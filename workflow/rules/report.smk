@@ -28,7 +28,7 @@ if LINKED:  # stage outputs shared already: linked, not computed again
             mem_mb=1000,
             runtime="10m",
         shell:
-            "spectral-anomaly link --links {params.links:q} > {log:q} 2>&1"
+            "spectral-anomaly --log {log:q} link --links {params.links:q} >> {log:q}"
 
 
 rule report:
@@ -61,10 +61,10 @@ rule report:
         mem_mb=4000,
         runtime="1h",
     shell:
-        "spectral-anomaly report --config {input.config:q} --dataset {wildcards.dataset}"
+        "spectral-anomaly --log {log:q} report --config {input.config:q} --dataset {wildcards.dataset}"
         " --result-dir {params.result_dir:q} --html {output.html:q} --metrics {output.metrics:q}"
         " --figure-dir {params.figure_dir:q} --report-options {params.report_options:q}"
-        " --build-record {output.build_record:q} > {log:q} 2>&1"
+        " --build-record {output.build_record:q} >> {log:q}"
 
 
 rule manifest:
@@ -89,6 +89,6 @@ rule manifest:
         mem_mb=1000,
         runtime="10m",
     shell:
-        "spectral-anomaly manifest --config {input.config:q} --result-dir {params.result_dir:q}"
+        "spectral-anomaly --log {log:q} manifest --config {input.config:q} --result-dir {params.result_dir:q}"
         " --input-checksums {params.checksums:q}"
-        " --output {output.manifest:q} --front-page {output.front_page:q} > {log:q} 2>&1"
+        " --output {output.manifest:q} --front-page {output.front_page:q} >> {log:q}"
