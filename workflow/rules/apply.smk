@@ -21,11 +21,13 @@ from spectral_anomaly.apply import (
     ingest_settings,
     validate_apply_config,
 )
+from spectral_anomaly.exceptions import exit_with_message
 from spectral_anomaly.io import expand_input_paths
 from spectral_anomaly.store.layout import VersionLayout
 from spectral_anomaly.store.provenance import canonical_json, input_fingerprint
 
-APPLY = validate_apply_config(config)
+with exit_with_message():
+    APPLY = validate_apply_config(config, source=CONFIG_SOURCE)
 APPLY_DATASETS = list(APPLY["datasets"])
 APPLY_MODELS = APPLY["models"]
 REFERENCE = VersionLayout(APPLY["reference"])
