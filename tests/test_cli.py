@@ -88,3 +88,29 @@ def test_an_unexpected_exception_leaves_its_traceback_in_the_log_and_one_line_on
     assert err == [err[0], f"log: {log}"] and err[0].startswith("spectral-anomaly link: JSONDecodeError: ")
     text = log.read_text()
     assert "Traceback (most recent call last)" in text and text.splitlines()[-1] == err[0]
+
+
+def _parsers():
+    """(command, parser) of the program and of every subcommand."""
+    import argparse
+
+    from spectral_anomaly.cli import build_parser
+
+    parser = build_parser()
+    (subcommands,) = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    return [("spectral-anomaly", parser), *subcommands.choices.items()]
+
+
+def test_every_option_of_every_subcommand_has_help_in_plain_words():
+    import argparse
+
+    parsers = _parsers()
+    assert {"apply", "monitor-report", "train", "score", "ingest"} <= {name for name, _ in parsers}
+    for name, parser in parsers:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            assert action.help and action.help.strip(), f"{name} {action.option_strings or action.dest}: no help"
+        text = parser.format_help()
+        for markup in ("``", ":func:", ":class:", ":mod:", ":data:", ":meth:", "`"):
+            assert markup not in text, f"{name} --help shows {markup!r}"

@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                     settings=False)
     manifest.add_argument("--input-checksums", default="{}", help="JSON mapping of raw input path to sha256")
     manifest.add_argument("--front-page", default=None,
-                          help="also write the front page of `snakemake --report` (reStructuredText) from the manifest")
+                          help="also write the front page of the Snakemake report (snakemake --report), as reStructuredText, "
+                               "from the manifest")
     runs = sub.add_parser("runs", help="list the result versions, newest first",
                           description="List the result versions under --results, newest first: name, hash, start and "
                                       "end, datasets, models and the ROC AUC of every dataset and model.")

@@ -2,6 +2,7 @@
 
 
 rule run_config:
+    """The version's effective config (defaults filled in, report section left out) as its config.yaml."""
     output:
         RUN_CONFIG,
     params:
@@ -21,6 +22,7 @@ rule run_config:
 
 
 rule demo_data:
+    """Generate the built-in demo spectra, as HDF5 and as ROOT, for datasets whose path starts with demo://."""
     output:
         hdf5=VERSION_FILES.demo("spectra.h5"),
         root=VERSION_FILES.demo("spectra.root"),
@@ -43,6 +45,7 @@ rule demo_data:
 
 
 rule ingest:
+    """Stream a dataset's raw files into its canonical store (spectra, bin edges, metadata, checksums)."""
     input:
         raw=tracked_raw_inputs,
     output:

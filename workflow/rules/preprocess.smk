@@ -2,6 +2,7 @@
 
 
 rule split:
+    """Split a dataset's spectra into seeded train, validation and test indices."""
     input:
         data=store_of,
     output:
@@ -26,6 +27,7 @@ rule split:
 
 
 rule normalize:
+    """Fit a dataset's normalization on its training split only."""
     input:
         data=store_of,
         split=split_of,

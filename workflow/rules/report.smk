@@ -11,6 +11,7 @@ if LINKED:  # stage outputs shared already: linked, not computed again
     ruleorder: link > demo_data > ingest > split > normalize > train
 
     rule link:
+        """Link the stage outputs that an earlier version with the same stage keys computed already."""
         input:
             [shared for _, shared in LINKED],
         output:
@@ -32,6 +33,7 @@ if LINKED:  # stage outputs shared already: linked, not computed again
 
 
 rule report:
+    """A dataset's HTML report, metrics and figures, comparing every detector, from its stored results."""
     input:
         config=RUN_CONFIG,
         stages=stage_files,
@@ -68,6 +70,7 @@ rule report:
 
 
 rule manifest:
+    """The version's manifest: config, input checksums, package versions, devices and times."""
     input:
         config=RUN_CONFIG,
         stages=stage_files,

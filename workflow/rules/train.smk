@@ -5,6 +5,7 @@
 
 
 rule train:
+    """Fit one detector on a dataset's training split, calibrate its cuts, and score every spectrum with it."""
     input:
         data=store_of,
         split=split_of,
