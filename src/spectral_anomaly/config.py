@@ -89,7 +89,7 @@ def validate_config(config: dict[str, Any], *, source: str | os.PathLike[str] = 
 def describe_schema_error(error: Any) -> str:
     """A schema violation in one line, ``<key path>: <problem>; <what is allowed>``, never the schema itself:
     an unknown key with the closest valid ones, a missing key by name, a wrong value with what is allowed."""
-    path = [str(part) if isinstance(part, str) else part for part in error.absolute_path]
+    path = list(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         return _describe_unknown_keys(path, error.instance, list(error.schema.get("properties") or {}))
     if error.validator == "required" and isinstance(error.instance, dict):
@@ -116,7 +116,8 @@ def _short(value: Any, limit: int = 60) -> str:
 def _describe_unknown_keys(path: list, instance: dict, known: list[str]) -> str:
     key, *others = [name for name in instance if name not in known]
     where = "" if path else " at the top level"
-    also = f" (also unknown: {', '.join(map(repr, others))})" if others else ""
+    more = f", ... ({len(others) - 5} more)" if len(others) > 5 else ""
+    also = f" (also unknown: {', '.join(map(repr, others[:5]))}{more})" if others else ""
     return (f"{_key_path([*path, str(key)])}: unknown key{where}{also};{did_you_mean(key, known)} "
             f"valid keys: {closest_first(str(key), known)}")
 
