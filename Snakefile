@@ -5,6 +5,7 @@ from snakemake.utils import min_version
 
 from spectral_anomaly.apply_config import is_apply_config
 from spectral_anomaly.config import validate_config
+from spectral_anomaly.exceptions import exit_with_message
 
 min_version("9.0")
 
@@ -14,6 +15,10 @@ min_version("9.0")
 if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
+
+
+# Config errors name the file; they end the run with their one line (exit_with_message), no traceback.
+CONFIG_SOURCE = ", ".join(str(path) for path in workflow.configfiles) or "config"
 
 
 if is_apply_config(config):  # reference: a stored result version scores new files; nothing is trained
@@ -27,7 +32,8 @@ if is_apply_config(config):  # reference: a stored result version scores new fil
         default_target: True
 
 else:
-    validate_config(config)  # against the schema shipped in the package, filling in defaults
+    with exit_with_message():
+        validate_config(config, source=CONFIG_SOURCE)  # against the schema shipped in the package, filling in defaults
 
     include: "workflow/rules/common.smk"
     include: "workflow/rules/ingest.smk"

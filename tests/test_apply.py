@@ -212,7 +212,7 @@ def test_an_unknown_apply_key_names_the_valid_ones(applied, tmp_path):
     from spectral_anomaly.exceptions import ConfigError
 
     config = apply_config(applied["reference"], applied["file"])
-    with pytest.raises(ConfigError, match="unknown key 'referense_dataset'.*reference_dataset"):
+    with pytest.raises(ConfigError, match="referense_dataset: unknown key .*did you mean 'reference_dataset'"):
         validate_apply_config({**config, "referense_dataset": "demo_hdf5"})
     with pytest.raises(ConfigError, match="not a dataset of reference"):
         validate_apply_config({**config, "reference_dataset": "nope"})

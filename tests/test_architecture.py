@@ -146,3 +146,35 @@ def test_every_stage_runs_without_snakemake_and_only_deep_jobs_import_torch(tmp_
                         "snakemake": False}
     metrics = json.loads((tmp_path / "version" / "reports" / "d.metrics.json").read_text())
     assert set(metrics["models"]) == {"pca", "ae"}
+
+
+RULE_FILES = [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]
+
+
+def test_every_rule_has_a_docstring_for_the_rule_list():
+    missing = []
+    for path in RULE_FILES:
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines):
+            if re.match(r"\s*(rule|checkpoint) \w+:\s*$", line) and not lines[number + 1].strip().startswith('"""'):
+                missing.append(f"{path.name}:{number + 1}: {line.strip()}")
+    assert missing == []
+
+
+def test_snakemake_lists_every_rule_of_a_training_run_with_its_description(tmp_path):
+    snakemake = Path(sys.executable).parent / "snakemake"
+    listed = subprocess.run([str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                             "--configfile", str(ROOT / "config" / "config.yaml"), "--list-rules"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    rules = [line for line in listed.stdout.splitlines() if line.strip()]
+    assert {"all", "ingest", "train", "report", "manifest"} <= {line.split()[0] for line in rules}
+    assert [line for line in rules if not re.fullmatch(r"\w+ \(.+\)", line)] == []
+
+
+def test_every_rule_runs_its_subcommand_with_its_log_file():
+    """So that a failed job's error line reaches the terminal, and its progress the log."""
+    for path in RULE_FILES:
+        for shell in re.findall(r"shell:\n\s+(\"spectral-anomaly[^\n]*)", path.read_text()):
+            assert shell.startswith('"spectral-anomaly --log {log:q} '), f"{path.name}: {shell}"
+        assert "2>&1" not in path.read_text(), path.name

@@ -56,3 +56,61 @@ def test_an_invalid_config_is_refused_with_the_key(tmp_path, capsys):
     status = main(["split", "--config", str(path), "--dataset", "d", "--data", "x.h5", "--output", str(tmp_path / "s.json")])
     message = capsys.readouterr().err
     assert status == 2 and "nonfinite" in message and "ignore" in message
+
+
+def test_with_a_log_file_the_error_line_goes_into_it_and_onto_stderr_with_its_path(tmp_path, capsys):
+    config = _config(tmp_path, {"d": {"format": "hdf5_array", "path": "x.h5", "dataset": "spectra"}})
+    log = tmp_path / "logs" / "ingest.log"
+    status = main(["--log", str(log), "ingest", "--config", config, "--dataset", "d", "--input",
+                   str(tmp_path / "missing.h5"), "--output", str(tmp_path / "d.h5")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2
+    assert err[-2].startswith("spectral-anomaly ingest: error:") and "missing.h5" in err[-2]
+    assert err[-1] == f"log: {log}"
+    assert log.read_text().splitlines()[-1] == err[-2], "the same line in the log as on the terminal"
+
+
+def test_with_a_log_file_progress_goes_into_it_and_not_onto_stderr(tmp_path, capsys):
+    log = tmp_path / "write-config.log"
+    log.write_text("an older run's log\n")
+    status = main(["--log", str(log), "write-config", "--json", '{"run_name": "t"}', "--output",
+                   str(tmp_path / "config.yaml")])
+    assert status == 0
+    assert capsys.readouterr().err == ""
+    assert "older run" not in log.read_text()
+
+
+def test_an_unexpected_exception_leaves_its_traceback_in_the_log_and_one_line_on_stderr(tmp_path, capsys):
+    log = tmp_path / "link.log"
+    status = main(["--log", str(log), "link", "--links", "not json"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1
+    assert err == [err[0], f"log: {log}"] and err[0].startswith("spectral-anomaly link: JSONDecodeError: ")
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and text.splitlines()[-1] == err[0]
+
+
+def _parsers():
+    """(command, parser) of the program and of every subcommand."""
+    import argparse
+
+    from spectral_anomaly.cli import build_parser
+
+    parser = build_parser()
+    (subcommands,) = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    return [("spectral-anomaly", parser), *subcommands.choices.items()]
+
+
+def test_every_option_of_every_subcommand_has_help_in_plain_words():
+    import argparse
+
+    parsers = _parsers()
+    assert {"apply", "monitor-report", "train", "score", "ingest"} <= {name for name, _ in parsers}
+    for name, parser in parsers:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            assert action.help and action.help.strip(), f"{name} {action.option_strings or action.dest}: no help"
+        text = parser.format_help()
+        for markup in ("``", ":func:", ":class:", ":mod:", ":data:", ":meth:", "`"):
+            assert markup not in text, f"{name} --help shows {markup!r}"

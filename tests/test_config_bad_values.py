@@ -171,7 +171,8 @@ def test_an_unknown_key_is_refused_at_every_level(path, schema, fmt):
     with pytest.raises(ConfigError) as error:
         validate_config(with_value(base_config(fmt), (*path, "unknown_key"), 1))
     message = str(error.value)
-    assert "unknown key 'unknown_key'" in message and (".".join(path) or "top level") in message, message
+    assert f"{'.'.join((*path, 'unknown_key'))}: unknown key" in message, message
+    assert path or "at the top level" in message, message
     assert "valid keys:" in message and repr(next(iter(schema["properties"]))) in message, message
 
 

@@ -48,9 +48,9 @@ def test_defaults_are_filled_in_also_behind_references_and_per_kind(config):
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        (("models", "ae", "hiden"), [3], "models.ae: unknown key 'hiden'; valid keys: 'hidden'"),
-        (("models", "pca", "latent_dim"), 3, "models.pca: unknown key 'latent_dim'; valid keys: .*'n_components'"),
-        (("models", "ae", "likelihood"), "poisson", "models.ae: unknown key 'likelihood'"),
+        (("models", "ae", "hiden"), [3], "models.ae.hiden: unknown key; did you mean 'hidden'? valid keys: 'hidden'"),
+        (("models", "pca", "latent_dim"), 3, "models.pca.latent_dim: unknown key; valid keys: .*'n_components'"),
+        (("models", "ae", "likelihood"), "poisson", "models.ae.likelihood: unknown key"),
         (("models", "ae", "kind"), "forest", "allowed values: 'autoencoder', 'vae', 'pca'"),
         (("training", "device"), "gpu", "gpu"),
         (("training", "learning_rate"), -1.0, "learning_rate"),
@@ -65,7 +65,7 @@ def test_bad_values_and_unknown_keys_are_refused(config, path, value, message):
     for key in path[:-1]:
         target = target[key]
     target[path[-1]] = value
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
         validate_config(copy.deepcopy(config))
 
 
@@ -144,3 +144,69 @@ def test_several_seeds_give_one_instance_per_deep_model_and_seed(config):
     assert model_instances(config) == ["ae-seed3", "ae-seed7", "vae-seed3", "vae-seed7", "pca"]  # PCA draws nothing
     assert split_instance(config, "vae-seed7") == ("vae", 7)
     assert model_config(config, "ae-seed3") is config["models"]["ae"]
+
+
+def _edited(config: dict, path: tuple[str, ...], value=None, *, remove: bool = False) -> dict:
+    config = copy.deepcopy(config)
+    target = config
+    for key in path[:-1]:
+        target = target[key]
+    if remove:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "remove", "expected"),
+    [
+        (("training", "epoch"), 10, False,
+         ["training.epoch: unknown key; did you mean 'epochs'? valid keys: 'epochs', "]),
+        (("run_nam",), "x", False, ["run_nam: unknown key at the top level; did you mean 'run_name'? valid keys: "]),
+        (("datasets", "demo_hdf5", "formt"), "csv", False,
+         ["datasets.demo_hdf5.formt: unknown key; did you mean 'format'? valid keys: 'format', "]),
+        (("models", "ae", "latent_dm"), 3, False,
+         ["models.ae.latent_dm: unknown key; did you mean 'latent_dim'? valid keys: 'latent_dim', "]),
+        (("datasets", "demo_hdf5", "format"), None, True,
+         ["datasets.demo_hdf5.format: required key missing; datasets.demo_hdf5 needs 'format', 'path'"]),
+        (("datasets", "demo_hdf5", "dataset"), None, True,
+         ["datasets.demo_hdf5.dataset: required key missing; datasets.demo_hdf5 (format hdf5_array) needs 'dataset'"]),
+        (("models", "ae", "kind"), None, True, ["models.ae.kind: required key missing; models.ae needs 'kind'"]),
+        (("run_name",), None, True, ["run_name: required key missing; the config needs 'run_name', 'datasets'"]),
+        (("training", "device"), "gpu", False,
+         ["training.device: 'gpu' is not allowed; did you mean 'cpu'? allowed values: 'auto', 'cpu', 'cuda'"]),
+        (("training", "epochs"), "ten", False, ["training.epochs: 'ten' is text; expected an integer from 1 to 100000"]),
+        (("training", "learning_rate"), -1, False,
+         ["training.learning_rate: -1 is out of range; allowed: a number above 0"]),
+        (("models", "ae", "hidden"), [128, 0], False,
+         ["models.ae.hidden[1]: 0 is out of range; allowed: an integer from 1 to 65536"]),
+        (("models", "ae", "latent_dim"), 0, False,
+         ["models.ae.latent_dim: 0 is not allowed; allowed: an integer from 1 to 1024 or 'auto'"]),
+        (("training", "epochs"), list(range(1000)), False, ["training.epochs: [0, 1, 2,", " ... is a list; expected an"]),
+    ],
+)
+def test_a_config_mistake_is_told_in_at_most_two_lines_naming_the_key(config, path, value, remove, expected):
+    with pytest.raises(ConfigError) as info:
+        validate_config(_edited(config, path, value, remove=remove), source="run.yaml")
+    message = str(info.value)
+    assert len(message.splitlines()) <= 2 and len(message) < 400, message
+    assert message.startswith("run.yaml: "), message
+    for part in expected:
+        assert part in message, message
+
+
+def test_a_config_without_models_gets_the_recommended_set(config):
+    del config["models"]
+    assert set(validate_config(config)["models"]) >= {"pca"}
+
+
+@pytest.mark.workflow
+def test_snakemake_prints_a_config_mistake_as_its_one_line(config, tmp_path):
+    from test_workflow import snakemake
+
+    run = snakemake(tmp_path, _edited(config, ("training", "epoch"), 10), "-n")
+    output = (run.stdout + run.stderr).strip().splitlines()
+    assert run.returncode != 0
+    assert output == [f"{tmp_path / 'run.yaml'}: training.epoch: unknown key; did you mean 'epochs'? valid keys: "
+                      + output[0].split("valid keys: ", 1)[1]], output

@@ -250,3 +250,19 @@ def test_a_changed_input_file_makes_a_new_result_version_and_the_old_one_stays_r
     assert "changing-" in dry.stdout and old.name not in dry.stdout and new.name not in dry.stdout
     cache = json.loads((tmp_path / "results" / ".checksum-cache.json").read_text())
     assert len({checksum for key, checksum in cache.items() if key.startswith(str(raw.resolve()))}) == 3
+
+
+def test_a_failed_job_prints_its_error_line_and_log_path_on_the_terminal(tmp_path):
+    raw = tmp_path / "raw.h5"
+    _write_raw(raw, seed=1)
+    config = {**FAULT_CONFIG, "run_name": "wrong-key",
+              "datasets": {"d": {**SMALL_CONFIG["datasets"]["demo_hdf5"], "path": str(raw), "dataset": "spectrs"}}}
+    failed = snakemake(tmp_path, config)
+    assert failed.returncode != 0
+    (version,) = (tmp_path / "results").glob("wrong-key-*")
+    log = version.relative_to(tmp_path) / "logs" / "ingest" / "d.log"
+    line = (tmp_path / log).read_text().splitlines()[-1]
+    assert line.startswith("spectral-anomaly ingest: error: ") and "has no dataset 'spectrs'" in line
+    assert "'spectra'" in line
+    terminal = (failed.stdout + failed.stderr).splitlines()
+    assert line in terminal and terminal[terminal.index(line) + 1] == f"log: {log}"

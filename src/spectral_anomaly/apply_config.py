@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .apply import describe_binning, open_reference, reference_bin_edges
-from .exceptions import ConfigError, InvalidSpectraError, closest_first
+from .exceptions import ConfigError, InvalidSpectraError, closest_first, did_you_mean
 
 #: the keys of an apply config (a config with ``reference:``), with their defaults where they have one
 APPLY_DEFAULTS: dict[str, Any] = {"reference_dataset": None, "run_name": "apply", "results_dir": "results/apply",
@@ -39,8 +39,8 @@ def validate_apply_config(config: dict[str, Any], *, source: str = "config") -> 
 
     unknown = [key for key in config if key not in APPLY_KEYS]
     if unknown:
-        raise ConfigError(f"{source}: unknown key {unknown[0]!r} in an apply config (one with reference:); valid keys: "
-                          f"{closest_first(unknown[0], APPLY_KEYS)}")
+        raise ConfigError(f"{source}: {unknown[0]}: unknown key in an apply config (one with reference:);"
+                          f"{did_you_mean(unknown[0], APPLY_KEYS)} valid keys: {closest_first(unknown[0], APPLY_KEYS)}")
     effective = {**APPLY_DEFAULTS, **config}
     if not isinstance(effective["reference"], str) or not effective["reference"]:
         raise ConfigError(f"{source}: reference must be the path of a result version folder, e.g. results/demo-1a2b3c4d5e6f")
@@ -50,7 +50,8 @@ def validate_apply_config(config: dict[str, Any], *, source: str = "config") -> 
     monitoring = effective["monitoring"] or {}
     bad = [key for key in monitoring if key not in MONITORING_DEFAULTS]
     if bad:
-        raise ConfigError(f"{source}: monitoring.{bad[0]}: unknown key; valid keys: {closest_first(bad[0], MONITORING_DEFAULTS)}")
+        raise ConfigError(f"{source}: monitoring.{bad[0]}: unknown key;{did_you_mean(bad[0], MONITORING_DEFAULTS)} "
+                          f"valid keys: {closest_first(bad[0], MONITORING_DEFAULTS)}")
     effective["monitoring"] = {**MONITORING_DEFAULTS, **monitoring}
     if effective["device"] not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"{source}: device {effective['device']!r}: one of auto, cpu, cuda")

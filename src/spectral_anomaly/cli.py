@@ -3,7 +3,9 @@
 Every stage subcommand reads a run config (--config, a YAML file such as a version's config.yaml)
 or the part of it that its stage reads (--settings, JSON, as the workflow passes it), and the files
 named on its command line, and writes its outputs atomically. Errors of the project's own kinds
-print one line on stderr and exit with status 2; progress goes to stderr through logging.
+print one line on stderr and exit with status 2; progress goes to stderr through logging, or with
+--log FILE (given before the subcommand, as every workflow rule does) into FILE, and then an error
+line goes both into FILE and onto stderr, followed by the log's path.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spectral-anomaly", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"spectral_anomaly {__version__}")
     parser.add_argument("--quiet", action="store_true", help="log warnings only")
+    parser.add_argument("--log", metavar="FILE", default=None,
+                        help="write progress, warnings and tracebacks into FILE (replacing it); an error line goes "
+                             "into FILE and onto stderr, followed by the log's path")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     write_config = sub.add_parser("write-config", help="write the effective config given as JSON into a YAML file",
                                   description="Write the effective config (JSON) into a YAML file with its checksum.")
@@ -108,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                     settings=False)
     manifest.add_argument("--input-checksums", default="{}", help="JSON mapping of raw input path to sha256")
     manifest.add_argument("--front-page", default=None,
-                          help="also write the front page of `snakemake --report` (reStructuredText) from the manifest")
+                          help="also write the front page of the Snakemake report (snakemake --report), as reStructuredText, "
+                               "from the manifest")
     runs = sub.add_parser("runs", help="list the result versions, newest first",
                           description="List the result versions under --results, newest first: name, hash, start and "
                                       "end, datasets, models and the ROC AUC of every dataset and model.")
@@ -253,20 +259,77 @@ def run(args: argparse.Namespace) -> None:
         share_files([(path, target) for path, target in json.loads(args.share)])
 
 
+#: how each logged line starts: time and level
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+LOG_TIME_FORMAT = "%H:%M:%S"
+
+
+def configure_logging(*, quiet: bool, log_file: str | None) -> logging.Handler | None:
+    """Send logging to stderr, or into ``log_file`` (emptied first) with Python's warnings too.
+
+    Returns the log file's handler, for :func:`close_log` to remove once the command is done.
+    """
+    level = logging.WARNING if quiet else logging.INFO
+    if log_file is None:
+        logging.basicConfig(level=level, format=LOG_FORMAT, datefmt=LOG_TIME_FORMAT, stream=sys.stderr)
+        return None
+    folder = os.path.dirname(log_file)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    open(log_file, "w").close()
+    # appending, so that what a job's shell sends into the same file (>> FILE) is kept in order
+    handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt=LOG_TIME_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)
+    return handler
+
+
+def close_log(handler: logging.Handler | None) -> None:
+    """Stop logging into the log file of :func:`configure_logging`."""
+    if handler is not None:
+        logging.captureWarnings(False)
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def report_error(line: str, *, log_file: str | None) -> None:
+    """Print an error line on stderr; with a log file, also append it there and name the file on stderr."""
+    print(line, file=sys.stderr)
+    if log_file is None:
+        return
+    try:
+        with open(log_file, "a", encoding="utf-8") as log:
+            log.write(line + "\n")
+    except OSError:  # a full disk can refuse the log too; the line is on stderr already
+        pass
+    print(f"log: {log_file}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    handler = configure_logging(quiet=args.quiet, log_file=args.log)
     try:
         run(args)
     except SpectralAnomalyError as error:
-        print(f"spectral-anomaly {args.command}: error: {error}", file=sys.stderr)
+        report_error(f"spectral-anomaly {args.command}: error: {error}", log_file=args.log)
         if isinstance(error, DiskFullError):
             # a library file handle whose flush failed (h5py) can crash the interpreter's clean-up: exit now
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(2)
         return 2
+    except Exception as error:
+        if args.log is None:
+            raise
+        logging.getLogger(__name__).exception("spectral-anomaly %s failed", args.command)
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        report_error(f"spectral-anomaly {args.command}: {type(error).__name__}: {message}", log_file=args.log)
+        return 1
+    finally:
+        close_log(handler)
     return 0
 
 

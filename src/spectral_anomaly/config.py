@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .exceptions import ConfigError, InputFileError, closest_first
+from .exceptions import ConfigError, InputFileError, closest_first, did_you_mean
 
 #: the config schema, shipped inside the package
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "config.schema.yaml"
@@ -87,48 +87,107 @@ def validate_config(config: dict[str, Any], *, source: str | os.PathLike[str] = 
 
 
 def describe_schema_error(error: Any) -> str:
-    """A schema violation as ``<key path>: <problem>; <what is allowed>``."""
-    where = ".".join(str(part) for part in error.absolute_path) or "(top level)"
-    rule, value = error.validator, error.validator_value
-    if rule == "additionalProperties" and isinstance(error.instance, dict):
-        known = error.schema.get("properties") or {}
-        unknown = [key for key in error.instance if key not in known]
-        return (f"{where}: unknown key {', '.join(map(repr, unknown))}; valid keys: "
-                f"{closest_first(str(unknown[0]) if unknown else '', known)}")
+    """A schema violation in one line, ``<key path>: <problem>; <what is allowed>``, never the schema itself:
+    an unknown key with the closest valid ones, a missing key by name, a wrong value with what is allowed."""
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        return _describe_unknown_keys(path, error.instance, list(error.schema.get("properties") or {}))
+    if error.validator == "required" and isinstance(error.instance, dict):
+        return _describe_missing_keys(path, error.instance, list(error.validator_value))
+    if "propertyNames" in error.schema_path:
+        return f"{_key_path(path)}: the name {_short(error.instance)} is not allowed; allowed: {_describe_form(error.schema)}"
+    return f"{_key_path(path)}: {_describe_wrong_value(error)}"
+
+
+def _key_path(path: list) -> str:
+    """``datasets.d.bin_range[0]``: the keys joined by dots, list positions in brackets."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to about ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _describe_unknown_keys(path: list, instance: dict, known: list[str]) -> str:
+    key, *others = [name for name in instance if name not in known]
+    where = "" if path else " at the top level"
+    more = f", ... ({len(others) - 5} more)" if len(others) > 5 else ""
+    also = f" (also unknown: {', '.join(map(repr, others[:5]))}{more})" if others else ""
+    return (f"{_key_path([*path, str(key)])}: unknown key{where}{also};{did_you_mean(key, known)} "
+            f"valid keys: {closest_first(str(key), known)}")
+
+
+def _describe_missing_keys(path: list, instance: dict, required: list[str]) -> str:
+    missing = next(key for key in required if key not in instance)
+    owner = _key_path(path) if path else "the config"
+    for selector in ("format", "kind"):  # the key that chose which other keys apply
+        if selector in instance and selector not in required:
+            owner += f" ({selector} {instance[selector]})"
+    return f"{_key_path([*path, missing])}: required key missing; {owner} needs {', '.join(map(repr, required))}"
+
+
+#: what a wrong value is, in the words of a YAML file
+_VALUE_KINDS = ((bool, "true/false"), (int, "a whole number"), (float, "a number"), (str, "text"), (list, "a list"),
+                (dict, "a mapping"), (type(None), "empty"))
+
+
+def _describe_wrong_value(error: Any) -> str:
+    """``<value> <is what>; allowed: <what is allowed>`` for every rule but unknown and missing keys."""
+    rule, rule_value, value = error.validator, error.validator_value, error.instance
+    shown = _short(value)
+    if rule == "enum":
+        return f"{shown} is not allowed;{did_you_mean(value, rule_value)} allowed values: {', '.join(map(repr, rule_value))}"
+    if rule == "const":
+        return f"{shown} is not allowed; allowed value: {rule_value!r}"
+    if rule == "type":
+        kind = next((name for cls, name in _VALUE_KINDS if isinstance(value, cls)), type(value).__name__)
+        return f"{shown} is {kind}; expected {_describe_form(error.schema)}"
+    if rule in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        return f"{shown} is out of range; allowed: {_describe_form(error.schema)}"
+    if rule == "oneOf":
+        return f"{shown} is not allowed; allowed: " + " or ".join(_describe_form(sub) for sub in rule_value)
     allowed = {
-        "enum": lambda: f"allowed values: {', '.join(map(repr, value))}",
-        "const": lambda: f"allowed value: {value!r}",
-        "type": lambda: f"expected type: {value}",
-        "minimum": lambda: f"allowed: >= {value}",
-        "exclusiveMinimum": lambda: f"allowed: > {value}",
-        "maximum": lambda: f"allowed: <= {value}",
-        "exclusiveMaximum": lambda: f"allowed: < {value}",
-        "pattern": lambda: f"allowed: text matching {value}",
-        "minLength": lambda: f"allowed: text of at least {value} characters",
-        "minItems": lambda: f"allowed: at least {value} entries",
-        "maxItems": lambda: f"allowed: at most {value} entries",
-        "uniqueItems": lambda: "allowed: entries without repeats",
-        "minProperties": lambda: f"allowed: at least {value} entries",
-        "required": lambda: f"required keys: {', '.join(value)}",
-        "oneOf": lambda: "allowed: " + " or ".join(_describe_alternative(sub) for sub in value),
-    }.get(rule, lambda: f"schema rule {rule}: {value!r}")()
-    message = f"{error.instance!r} is not one of the allowed forms" if rule == "oneOf" else error.message
-    return f"{where}: {message}; {allowed}"
+        "pattern": lambda: f"text matching {rule_value}",
+        "minLength": lambda: f"text of at least {rule_value} characters",
+        "minItems": lambda: f"at least {rule_value} entries",
+        "maxItems": lambda: f"at most {rule_value} entries",
+        "uniqueItems": lambda: "entries without repeats",
+        "minProperties": lambda: f"at least {rule_value} entries",
+    }.get(rule)
+    if allowed is None:
+        return f"{shown} is not allowed (schema rule {rule})"
+    return f"{shown} is not allowed; allowed: {allowed()}"
 
 
-def _describe_alternative(schema: dict) -> str:
-    """One alternative of a ``oneOf`` in words: ``'auto'``, ``an integer from 1 to 1024``, ``a list of ...``."""
+def _describe_form(schema: dict) -> str:
+    """What a schema allows, in words: ``'auto'``, ``an integer from 1 to 1024``, ``a number above 0``, ``a list ...``."""
     if "const" in schema:
         return repr(schema["const"])
+    if "enum" in schema:
+        return "one of " + ", ".join(map(repr, schema["enum"]))
     kind = schema.get("type")
     if kind in ("integer", "number"):
-        low, high = schema.get("minimum"), schema.get("maximum")
-        return f"{'an' if kind == 'integer' else 'a'} {kind}" + (f" from {low}" if low is not None else "") + (
-            f" to {high}" if high is not None else "")
+        return f"{'an' if kind == 'integer' else 'a'} {kind}{_describe_bounds(schema)}"
     if kind == "array":
         items = schema.get("items") or {}
-        return "a list of " + (", ".join(map(repr, items["enum"])) if "enum" in items else str(items.get("type", "values")))
-    return f"a value of type {kind}"
+        return "a list (array)" + (f" of {_describe_form(items)}" if items else "")
+    if kind == "string":
+        return f"text (string) matching {schema['pattern']}" if "pattern" in schema else "text (string)"
+    return {"boolean": "true or false (boolean)", "object": "a mapping of keys (object)"}.get(kind, f"a {kind}")
+
+
+def _describe_bounds(schema: dict) -> str:
+    """`` from 1 to 10``, `` above 0``, `` at least 0 and below 1``: the bounds of a number schema."""
+    if "minimum" in schema and "maximum" in schema:
+        return f" from {schema['minimum']} to {schema['maximum']}"
+    words = {"minimum": "at least", "exclusiveMinimum": "above", "maximum": "at most", "exclusiveMaximum": "below"}
+    return "".join(f"{' and' if i else ''} {words[key]} {schema[key]}"
+                   for i, key in enumerate(key for key in words if key in schema))
 
 
 #: top-level system folders that can never hold result versions (besides the file-system root itself)

@@ -7,8 +7,9 @@ on stderr and exit status 2).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 
 class SpectralAnomalyError(Exception):
@@ -55,3 +56,23 @@ def closest_first(wanted: str, available: Iterable[str], *, limit: int = 20) -> 
     shown = close[:limit]
     more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
     return ", ".join(repr(n) for n in shown) + more
+
+
+def did_you_mean(wanted: object, choices: Iterable[object]) -> str:
+    """`` did you mean 'x'?`` for the choice closest to ``wanted``, or ``""`` when none is close."""
+    choices = list(choices)
+    names = [str(choice) for choice in choices]
+    close = difflib.get_close_matches(str(wanted), names, n=1)
+    return f" did you mean {choices[names.index(close[0])]!r}?" if close else ""
+
+
+@contextlib.contextmanager
+def exit_with_message() -> Iterator[None]:
+    """End the program with an error's one-line message (exit status 1) instead of its traceback.
+
+    The Snakefile reads and checks the config inside this, so that Snakemake prints only the message.
+    """
+    try:
+        yield
+    except SpectralAnomalyError as error:
+        raise SystemExit(str(error)) from None

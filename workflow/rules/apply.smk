@@ -2,6 +2,7 @@
 # version, flagged at the cuts stored with them, and a monitoring report. Nothing is trained. The run
 # writes its own version <results_dir>/<run_name>-<hash> (hash of the reference version, the new files'
 # checksums and reader keys, the package), whose config.yaml records the reference version it used.
+# Jobs log as a training run's do (see common.smk); the apply job prints its flagged counts on the terminal.
 import json
 import os
 import re
@@ -20,11 +21,13 @@ from spectral_anomaly.apply_config import (
     ingest_settings,
     validate_apply_config,
 )
+from spectral_anomaly.exceptions import exit_with_message
 from spectral_anomaly.io import expand_input_paths
 from spectral_anomaly.store.layout import VersionLayout
 from spectral_anomaly.store.provenance import canonical_json, input_fingerprint
 
-APPLY = validate_apply_config(config)
+with exit_with_message():
+    APPLY = validate_apply_config(config, source=CONFIG_SOURCE)
 APPLY_DATASETS = list(APPLY["datasets"])
 APPLY_MODELS = APPLY["models"]
 REFERENCE = VersionLayout(APPLY["reference"])
@@ -126,7 +129,7 @@ rule apply_config:
         mem_mb=1000,
         runtime="10m",
     shell:
-        "spectral-anomaly write-config --json {params.config:q} --output {output:q} > {log:q} 2>&1"
+        "spectral-anomaly --log {log:q} write-config --json {params.config:q} --output {output:q} >> {log:q}"
 
 
 rule apply_ingest:
@@ -150,8 +153,8 @@ rule apply_ingest:
         mem_mb=4000,
         runtime="2h",
     shell:
-        "spectral-anomaly ingest --settings {params.settings:q} --dataset {wildcards.dataset}"
-        " --input {params.raw:q} --checksums {params.checksums:q} --output {output:q} > {log:q} 2>&1"
+        "spectral-anomaly --log {log:q} ingest --settings {params.settings:q} --dataset {wildcards.dataset}"
+        " --input {params.raw:q} --checksums {params.checksums:q} --output {output:q} >> {log:q}"
 
 
 rule apply_score:
@@ -179,9 +182,9 @@ rule apply_score:
         mem_mb=4000,
         runtime="6h",
     shell:
-        "spectral-anomaly apply --reference {params.reference:q} --reference-dataset {params.reference_dataset:q}"
+        "spectral-anomaly --log {log:q} apply --reference {params.reference:q} --reference-dataset {params.reference_dataset:q}"
         " --data {input.data:q} --dataset {wildcards.dataset} --output-dir {params.output_dir:q}"
-        " --device {params.device} --n-examples {params.n_examples} > {log:q} 2>&1"
+        " --device {params.device} --n-examples {params.n_examples}"
 
 
 rule monitor_report:
@@ -209,6 +212,6 @@ rule monitor_report:
         mem_mb=4000,
         runtime="1h",
     shell:
-        "spectral-anomaly monitor-report --config {input.config:q} --dataset {wildcards.dataset}"
+        "spectral-anomaly --log {log:q} monitor-report --config {input.config:q} --dataset {wildcards.dataset}"
         " --result-dir {params.result_dir:q} --html {output.html:q} --metrics {output.metrics:q}"
-        " --figure-dir {params.figure_dir:q} > {log:q} 2>&1"
+        " --figure-dir {params.figure_dir:q} >> {log:q}"

@@ -4,6 +4,8 @@
 # stage outputs (named by their keys, spectral_anomaly.store.keys). A stage whose output is shared
 # already (by an earlier version with the same key) does not run: the version links it (rule link).
 # Otherwise the stage runs into this version and shares what it wrote (spectral_anomaly.store.links).
+# Each job logs into its log file (spectral-anomaly --log), stdout appended there too; a failed job
+# prints its error line and the log's path on the terminal.
 import json
 import re
 import sys
@@ -17,7 +19,7 @@ envvars:
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 from spectral_anomaly.config import check_model_shapes, check_report_options, model_instances, split_instance
-from spectral_anomaly.exceptions import SpectralAnomalyError
+from spectral_anomaly.exceptions import SpectralAnomalyError, exit_with_message
 from spectral_anomaly.io import count_bins, expand_input_paths
 from spectral_anomaly.models import detector_kind
 from spectral_anomaly.store.keys import stage_keys, stage_settings
@@ -82,8 +84,9 @@ def check_dataset_shapes():
 
 
 RAW_FILES = raw_input_files()
-check_dataset_shapes()
-check_report_options(config)
+with exit_with_message():
+    check_dataset_shapes()
+    check_report_options(config, source=CONFIG_SOURCE)
 INPUT_FINGERPRINTS = raw_input_fingerprints()
 INPUT_CHECKSUMS = {file: fingerprint["sha256"] for file, fingerprint in INPUT_FINGERPRINTS.items()}
 KEYS = stage_keys(config, {d: {f: INPUT_CHECKSUMS.get(f) for f in files} for d, files in RAW_FILES.items()})

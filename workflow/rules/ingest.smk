@@ -2,6 +2,7 @@
 
 
 rule run_config:
+    """The version's effective config (defaults filled in, report section left out) as its config.yaml."""
     output:
         RUN_CONFIG,
     params:
@@ -17,10 +18,11 @@ rule run_config:
         mem_mb=1000,
         runtime="10m",
     shell:
-        "spectral-anomaly write-config --json {params.config:q} --output {output:q} > {log:q} 2>&1"
+        "spectral-anomaly --log {log:q} write-config --json {params.config:q} --output {output:q} >> {log:q}"
 
 
 rule demo_data:
+    """Generate the built-in demo spectra, as HDF5 and as ROOT, for datasets whose path starts with demo://."""
     output:
         hdf5=VERSION_FILES.demo("spectra.h5"),
         root=VERSION_FILES.demo("spectra.root"),
@@ -38,11 +40,12 @@ rule demo_data:
         mem_mb=2000,
         runtime="15m",
     shell:
-        "spectral-anomaly demo --settings {params.settings:q} --hdf5 {output.hdf5:q} --root {output.root:q}"
-        " --share {params.share:q} > {log:q} 2>&1"
+        "spectral-anomaly --log {log:q} demo --settings {params.settings:q} --hdf5 {output.hdf5:q} --root {output.root:q}"
+        " --share {params.share:q} >> {log:q}"
 
 
 rule ingest:
+    """Stream a dataset's raw files into its canonical store (spectra, bin edges, metadata, checksums)."""
     input:
         raw=tracked_raw_inputs,
     output:
@@ -63,6 +66,6 @@ rule ingest:
         mem_mb=4000,
         runtime="2h",
     shell:
-        "spectral-anomaly ingest --settings {params.settings:q} --dataset {wildcards.dataset}"
+        "spectral-anomaly --log {log:q} ingest --settings {params.settings:q} --dataset {wildcards.dataset}"
         " --input {params.raw:q} --checksums {params.checksums:q} --output {output:q}"
-        " --share {params.share:q} > {log:q} 2>&1"
+        " --share {params.share:q} >> {log:q}"

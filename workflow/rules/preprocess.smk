@@ -2,6 +2,7 @@
 
 
 rule split:
+    """Split a dataset's spectra into seeded train, validation and test indices."""
     input:
         data=store_of,
     output:
@@ -20,12 +21,13 @@ rule split:
         mem_mb=2000,
         runtime="30m",
     shell:
-        "spectral-anomaly split --settings {params.settings:q} --dataset {wildcards.dataset}"
+        "spectral-anomaly --log {log:q} split --settings {params.settings:q} --dataset {wildcards.dataset}"
         " --data {input.data:q} --output {output:q}"
-        " --share {params.share:q} > {log:q} 2>&1"
+        " --share {params.share:q} >> {log:q}"
 
 
 rule normalize:
+    """Fit a dataset's normalization on its training split only."""
     input:
         data=store_of,
         split=split_of,
@@ -45,6 +47,6 @@ rule normalize:
         mem_mb=4000,
         runtime="1h",
     shell:
-        "spectral-anomaly normalize --settings {params.settings:q} --dataset {wildcards.dataset}"
+        "spectral-anomaly --log {log:q} normalize --settings {params.settings:q} --dataset {wildcards.dataset}"
         " --data {input.data:q} --split {input.split:q} --output {output:q}"
-        " --share {params.share:q} > {log:q} 2>&1"
+        " --share {params.share:q} >> {log:q}"

@@ -11,6 +11,7 @@ if LINKED:  # stage outputs shared already: linked, not computed again
     ruleorder: link > demo_data > ingest > split > normalize > train
 
     rule link:
+        """Link the stage outputs that an earlier version with the same stage keys computed already."""
         input:
             [shared for _, shared in LINKED],
         output:
@@ -28,10 +29,11 @@ if LINKED:  # stage outputs shared already: linked, not computed again
             mem_mb=1000,
             runtime="10m",
         shell:
-            "spectral-anomaly link --links {params.links:q} > {log:q} 2>&1"
+            "spectral-anomaly --log {log:q} link --links {params.links:q} >> {log:q}"
 
 
 rule report:
+    """A dataset's HTML report, metrics and figures, comparing every detector, from its stored results."""
     input:
         config=RUN_CONFIG,
         stages=stage_files,
@@ -61,13 +63,14 @@ rule report:
         mem_mb=4000,
         runtime="1h",
     shell:
-        "spectral-anomaly report --config {input.config:q} --dataset {wildcards.dataset}"
+        "spectral-anomaly --log {log:q} report --config {input.config:q} --dataset {wildcards.dataset}"
         " --result-dir {params.result_dir:q} --html {output.html:q} --metrics {output.metrics:q}"
         " --figure-dir {params.figure_dir:q} --report-options {params.report_options:q}"
-        " --build-record {output.build_record:q} > {log:q} 2>&1"
+        " --build-record {output.build_record:q} >> {log:q}"
 
 
 rule manifest:
+    """The version's manifest: config, input checksums, package versions, devices and times."""
     input:
         config=RUN_CONFIG,
         stages=stage_files,
@@ -89,6 +92,6 @@ rule manifest:
         mem_mb=1000,
         runtime="10m",
     shell:
-        "spectral-anomaly manifest --config {input.config:q} --result-dir {params.result_dir:q}"
+        "spectral-anomaly --log {log:q} manifest --config {input.config:q} --result-dir {params.result_dir:q}"
         " --input-checksums {params.checksums:q}"
-        " --output {output.manifest:q} --front-page {output.front_page:q} > {log:q} 2>&1"
+        " --output {output.manifest:q} --front-page {output.front_page:q} >> {log:q}"

@@ -5,6 +5,7 @@
 
 
 rule train:
+    """Fit one detector on a dataset's training split, calibrate its cuts, and score every spectrum with it."""
     input:
         data=store_of,
         split=split_of,
@@ -30,7 +31,7 @@ rule train:
         runtime="6h",
         gpu=train_gpus,  # 1 for a deep detector, 0 for the others or where training.device is cpu
     shell:
-        "spectral-anomaly train --settings {params.settings:q} --dataset {wildcards.dataset} --model {wildcards.model}"
+        "spectral-anomaly --log {log:q} train --settings {params.settings:q} --dataset {wildcards.dataset} --model {wildcards.model}"
         " --data {input.data:q} --split {input.split:q} --normalization {input.normalization:q}"
         " --model-file {output.model:q} --history {output.history:q} --summary {output.summary:q}"
-        " --scores {output.scores:q} --examples {output.examples:q} --share {params.share:q} > {log:q} 2>&1"
+        " --scores {output.scores:q} --examples {output.examples:q} --share {params.share:q} >> {log:q}"
