@@ -21,7 +21,7 @@ from spectral_anomaly.apply_config import (
     ingest_settings,
     validate_apply_config,
 )
-from spectral_anomaly.exceptions import exit_with_message
+from spectral_anomaly.exceptions import InputFileError, exit_with_message
 from spectral_anomaly.io import expand_input_paths
 from spectral_anomaly.store.layout import VersionLayout
 from spectral_anomaly.store.provenance import canonical_json, input_fingerprint
@@ -42,12 +42,13 @@ def apply_raw_files():
         files[name] = [os.path.join(".", f) if f.startswith("-") else f for f in expand_input_paths(dataset["path"])]
         for file in files[name]:
             if not os.path.isfile(file):
-                raise FileNotFoundError(f"dataset {name!r}: input file {file!r} not found (working directory {os.getcwd()})")
+                raise InputFileError(f"dataset {name!r}: input file {file!r} not found (working directory {os.getcwd()})")
     return files
 
 
-APPLY_FILES = apply_raw_files()
-check_new_files_binning(APPLY, APPLY_FILES)
+with exit_with_message():
+    APPLY_FILES = apply_raw_files()
+    check_new_files_binning(APPLY, APPLY_FILES)
 APPLY_FINGERPRINTS = {
     file: input_fingerprint(file, cache_file=os.path.join(APPLY["results_dir"], ".checksum-cache.json"))
     for files in APPLY_FILES.values()

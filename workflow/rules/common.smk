@@ -19,7 +19,7 @@ envvars:
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 from spectral_anomaly.config import check_model_shapes, check_report_options, model_instances, split_instance
-from spectral_anomaly.exceptions import SpectralAnomalyError, exit_with_message
+from spectral_anomaly.exceptions import ConfigError, InputFileError, SpectralAnomalyError, exit_with_message
 from spectral_anomaly.io import count_bins, expand_input_paths
 from spectral_anomaly.models import detector_kind
 from spectral_anomaly.store.keys import stage_keys, stage_settings
@@ -41,7 +41,7 @@ def raw_input_files():
         path = dataset["path"]
         if path.startswith(DEMO_PREFIX):
             if path[len(DEMO_PREFIX):] not in DEMO_FILES:
-                raise ValueError(
+                raise ConfigError(
                     f"dataset {name!r}: unknown demo file {path!r}; valid: "
                     + ", ".join(DEMO_PREFIX + f for f in sorted(DEMO_FILES))
                 )
@@ -51,7 +51,7 @@ def raw_input_files():
         files[name] = [os.path.join(".", file) if file.startswith("-") else file for file in expand_input_paths(path)]
         for file in files[name]:
             if not os.path.isfile(file):
-                raise FileNotFoundError(
+                raise InputFileError(
                     f"dataset {name!r}: input file {file!r} not found (working directory {os.getcwd()})"
                 )
     return files
@@ -83,8 +83,8 @@ def check_dataset_shapes():
         check_model_shapes(config, dataset=name, n_bins=n_bins)
 
 
-RAW_FILES = raw_input_files()
 with exit_with_message():
+    RAW_FILES = raw_input_files()
     check_dataset_shapes()
     check_report_options(config, source=CONFIG_SOURCE)
 INPUT_FINGERPRINTS = raw_input_fingerprints()
