@@ -1,8 +1,15 @@
-"""Shared fixtures: the third-party data folder, small random spectra and a tiny demo config."""
+"""Shared fixtures: the third-party data folder, small random spectra and a tiny demo config.
+
+Tests marked ``system`` change the machine they run on: they install packages, start daemons or
+mount file systems (the one-node SLURM cluster of tests/test_slurm.py, a small tmpfs). They run
+only when asked, with ``--run-system`` or ``SPECTRAL_ANOMALY_SYSTEM_TESTS=1``; otherwise they are
+skipped with that reason.
+"""
 
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +17,31 @@ import pytest
 
 #: third-party test data (not part of the repository); tests using it skip when it is absent
 SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+#: the environment variable that, set to 1, runs the tests marked ``system`` (like ``--run-system``)
+SYSTEM_TESTS_VARIABLE = "SPECTRAL_ANOMALY_SYSTEM_TESTS"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-system", action="store_true", default=False,
+                     help="also run the tests that install packages, start daemons or mount file systems "
+                          f"(marked system; or set {SYSTEM_TESTS_VARIABLE}=1)")
+
+
+def system_tests_asked(config) -> bool:
+    """Whether this run asked for the tests that change the machine."""
+    return config.getoption("--run-system") or os.environ.get(SYSTEM_TESTS_VARIABLE) == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    if system_tests_asked(config):
+        return
+    skip = pytest.mark.skip(reason="changes this machine (installs packages, starts daemons or mounts file systems): "
+                                   f"run with --run-system or {SYSTEM_TESTS_VARIABLE}=1")
+    for item in items:
+        if "system" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -156,7 +156,8 @@ def test_a_damaged_result_file_is_refused_naming_it_and_how_to_rebuild_it(result
 
 @pytest.fixture
 def full_disk(tmp_path):
-    """A 256 KiB tmpfs: too small for the canonical store of 2000 spectra of 64 bins."""
+    """A 256 KiB tmpfs: too small for the canonical store of 2000 spectra of 64 bins. Mounting it changes
+    the machine (a test killed before its end leaves the mount), so its tests are marked ``system``."""
     mount = tmp_path / "small_disk"
     mount.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True,
@@ -169,6 +170,7 @@ def full_disk(tmp_path):
         subprocess.run(["umount", str(mount)], check=False)
 
 
+@pytest.mark.system
 def test_a_full_disk_stops_ingestion_with_one_clear_line_and_leaves_nothing(full_disk, tmp_path, fresh_config):
     config = fresh_config(demo={"seed": 1, "n_spectra": 2000, "n_bins": 64, "anomaly_fraction": 0.1})
     stages.run_demo(config, hdf5_path=tmp_path / "raw.h5", root_path=tmp_path / "raw.root")
