@@ -257,3 +257,20 @@ def test_the_checksum_cache_stays_valid_under_concurrent_writers_and_a_lost_entr
     assert cached_sha256(files[1], cache_file=cache) == expected[str(files[1])]
     assert json.loads(cache.read_text())
     assert not list(cache.parent.glob("*.tmp"))
+
+
+def test_a_gpu_is_visible_only_with_a_device_file_and_not_hidden_by_the_environment(monkeypatch, tmp_path):
+    from spectral_anomaly import device
+
+    gpu = tmp_path / "nvidia0"
+    monkeypatch.setattr(device, "GPU_DEVICE_FILES", (str(tmp_path / "nvidia[0-9]*"),))
+    for variable in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"):
+        monkeypatch.delenv(variable, raising=False)
+    assert not device.gpu_visible()
+    gpu.touch()
+    assert device.gpu_visible()
+    for hidden in ("", "-1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert not device.gpu_visible()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert device.gpu_visible()

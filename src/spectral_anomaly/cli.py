@@ -26,7 +26,7 @@ FILE_HELP = {
     "normalization": "the dataset's fitted normalization (.json), written by the normalize step",
     "model_file": "the detector file (.npz): written by train, read by score",
     "history": "the per-epoch training history to write (.csv; header only for detectors fitted in one pass)",
-    "summary": "the training summary to write (.json: device, epochs, best epoch, seconds)",
+    "summary": "the training summary to write (.json: device, CPU threads, epochs, best epoch, seconds)",
     "scores": "the score table to write (.parquet): one row per spectrum, every score and flag",
     "examples": "the most anomalous spectra to write (.npz) with their reconstructions and pulls",
     "result_dir": "the result version folder (results/<run_name>-<hash>) whose stored results to read",
@@ -61,6 +61,16 @@ def _add(sub, name: str, help_text: str, *options: str, dataset: bool = True, mo
     return parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spectral-anomaly", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"spectral_anomaly {__version__}")
@@ -82,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "model_file", "history", "summary", model=True, shared=True)
     train.add_argument("--scores", default=None, help="also score every spectrum with the fitted detector: its score table")
     train.add_argument("--examples", default=None, help="with --scores: the most anomalous spectra with reconstructions")
+    train.add_argument("--threads", type=_positive_int, default=None,
+                       help="CPU threads torch may use (the workflow passes the job's threads); default: torch's own")
     _add(sub, "score", "score every spectrum with a stored detector", "data", "split", "model_file", "scores", "examples",
          model=True)
     _add_apply(sub)
@@ -156,6 +168,7 @@ def run_apply(args: argparse.Namespace) -> None:
     """The ``apply`` subcommand: ingest ``--input`` (or read ``--data``), score at the stored cuts, say what it wrote."""
     from . import stages
     from .store.layout import VersionLayout
+    from .text import counted
 
     summary = stages.run_apply(reference=args.reference, inputs=args.input, data_path=args.data,
                                result_dir=args.output_dir, dataset=args.dataset, reference_dataset=args.reference_dataset,
@@ -163,7 +176,8 @@ def run_apply(args: argparse.Namespace) -> None:
     layout = VersionLayout(args.output_dir)
     for model, counts in summary["flagged"].items():
         flagged = ", ".join(f"{n} flagged at {column}" for column, n in counts.items())
-        print(f"{model}: {summary['n_spectra']} spectra scored, {flagged}: {layout.scores(summary['dataset'], model)}")
+        print(f"{model}: {counted(summary['n_spectra'], 'spectrum')} scored, {flagged}: "
+              f"{layout.scores(summary['dataset'], model)}")
 
 
 def _with_report_options(config: dict, report_options: str | None) -> dict:
@@ -186,7 +200,6 @@ def _stage_config(args: argparse.Namespace) -> dict:
 
 def run_versions(args: argparse.Namespace) -> None:
     """The ``runs`` and ``compare`` subcommands: read result versions, run no stage."""
-    logging.getLogger("numexpr").setLevel(logging.WARNING)  # its import note would precede every listing
     from .store import versions
 
     if args.command == "runs":
@@ -236,7 +249,7 @@ def run(args: argparse.Namespace) -> None:
         stages.run_train(config, args.dataset, args.model, data_path=args.data, split_path=args.split,
                          normalization_path=args.normalization, model_path=args.model_file,
                          history_path=args.history, summary_path=args.summary, scores_path=args.scores,
-                         examples_path=args.examples)
+                         examples_path=args.examples, threads=args.threads)
     elif args.command == "score":
         stages.run_score(config, args.dataset, args.model, data_path=args.data, split_path=args.split,
                          model_path=args.model_file, scores_path=args.scores, examples_path=args.examples)
@@ -253,10 +266,22 @@ def run(args: argparse.Namespace) -> None:
         share_files([(path, target) for path, target in json.loads(args.share)])
 
 
+#: libraries whose INFO lines describe themselves, not the run (numexpr, imported by pandas, notes its thread count)
+QUIET_LIBRARIES = ("numexpr",)
+
+
+def configure_logging(*, quiet: bool) -> None:
+    """Progress at INFO (warnings only with ``quiet``) on stderr; the libraries in :data:`QUIET_LIBRARIES`
+    log warnings only. Set before any subcommand imports pandas."""
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    configure_logging(quiet=args.quiet)
     try:
         run(args)
     except SpectralAnomalyError as error:

@@ -17,6 +17,7 @@ envvars:
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 from spectral_anomaly.config import check_model_shapes, check_report_options, model_instances, split_instance
+from spectral_anomaly.device import gpu_visible
 from spectral_anomaly.exceptions import SpectralAnomalyError
 from spectral_anomaly.io import count_bins, expand_input_paths
 from spectral_anomaly.models import detector_kind
@@ -250,11 +251,25 @@ def normalization_of(wildcards):
     return VERSION_FILES.normalization(wildcards.dataset)
 
 
+# CPU threads of a train job: 4 shares a 16-core node between 4 trainings and keeps a small MLP's
+# matrix products busy (more threads gain little on it); locally Snakemake caps it at --cores.
+TRAIN_THREADS = 4
+
+
 def train_gpus(wildcards):
     """GPUs a training job asks for (the `gpu` resource, `--gpus` on SLURM): 1 for a detector trained over
-    epochs unless the config sets training.device: cpu, else 0. Override with --set-resources train:gpu=N."""
+    epochs that may use one; else None, which leaves the resource out (not shown, not sent). A detector
+    may not use one where the config sets training.device: cpu, nor with training.device: auto when
+    the jobs run on this machine (not submitted to a cluster) and it shows no GPU. Jobs submitted to a
+    cluster (SLURM) ask for one even from a login node without a GPU: they run on GPU nodes. A dry run
+    (-n) plans as a local run would. Override with --set-resources train:gpu=N."""
     deep = detector_kind(config["models"][split_instance(config, wildcards.model)[0]]["kind"]).trained_by_epochs
-    return 1 if deep and config["training"]["device"] != "cpu" else 0
+    device = config["training"]["device"]
+    if not deep or device == "cpu":
+        return None
+    if device == "auto" and workflow.local_exec and not gpu_visible():
+        return None
+    return 1
 
 
 # --- the version: its stage outputs, reports and manifest ------------------------------------------

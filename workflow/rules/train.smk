@@ -24,13 +24,16 @@ rule train:
         VERSION_FILES.benchmark("train", "{dataset}", "{model}")
     conda:
         SOFTWARE
-    threads: 1
+    # Up to 4 CPU threads per job (torch's, or BLAS's for a detector fitted in one pass): locally at most
+    # --cores, on SLURM --cpus-per-task. Change with --set-threads train=N.
+    threads: TRAIN_THREADS
     resources:
         mem_mb=8000,
         runtime="6h",
-        gpu=train_gpus,  # 1 for a deep detector, 0 for the others or where training.device is cpu
+        gpu=train_gpus,  # 1 for a deep detector that may train on a GPU, else left out (see train_gpus)
     shell:
         "spectral-anomaly train --settings {params.settings:q} --dataset {wildcards.dataset} --model {wildcards.model}"
+        " --threads {threads}"
         " --data {input.data:q} --split {input.split:q} --normalization {input.normalization:q}"
         " --model-file {output.model:q} --history {output.history:q} --summary {output.summary:q}"
         " --scores {output.scores:q} --examples {output.examples:q} --share {params.share:q} > {log:q} 2>&1"
