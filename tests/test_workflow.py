@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import remove_test_folder
 
 from spectral_anomaly.store.formats import FORMAT_VERSIONS
 
@@ -61,7 +62,8 @@ def finished_run(tmp_path_factory):
     assert result.returncode == 0, result.stderr[-4000:]
     versions = sorted((workdir / "results").glob("small-*"))
     assert len(versions) == 1
-    return workdir, versions[0]
+    yield workdir, versions[0]
+    remove_test_folder(workdir)
 
 
 def test_scores_have_one_row_per_spectrum_and_the_contract_columns(finished_run):
