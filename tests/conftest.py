@@ -1,8 +1,21 @@
-"""Shared fixtures: the third-party data folder, small random spectra and a tiny demo config."""
+"""Shared fixtures: the third-party data folder, small random spectra and a tiny demo config.
+
+Tests marked ``system`` change the machine they run on: they install packages, start daemons or
+mount file systems (the one-node SLURM cluster of tests/test_slurm.py, a small tmpfs). They run
+only when asked, with ``--run-system`` or ``SPECTRAL_ANOMALY_SYSTEM_TESTS=1``; otherwise they are
+skipped with that reason.
+
+Tests leave nothing outside pytest's temporary folder, and little in it: after a test that passed,
+the files of 1 MB or more in its ``tmp_path`` are deleted, and the module-wide workflow runs delete
+their folders when their module is done (:func:`remove_test_folder`). Set
+``SPECTRAL_ANOMALY_KEEP_TEST_FILES=1`` to keep everything for debugging.
+"""
 
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +23,67 @@ import pytest
 
 #: third-party test data (not part of the repository); tests using it skip when it is absent
 SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+#: the environment variable that, set to 1, runs the tests marked ``system`` (like ``--run-system``)
+SYSTEM_TESTS_VARIABLE = "SPECTRAL_ANOMALY_SYSTEM_TESTS"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-system", action="store_true", default=False,
+                     help="also run the tests that install packages, start daemons or mount file systems "
+                          f"(marked system; or set {SYSTEM_TESTS_VARIABLE}=1)")
+
+
+def system_tests_asked(config) -> bool:
+    """Whether this run asked for the tests that change the machine."""
+    return config.getoption("--run-system") or os.environ.get(SYSTEM_TESTS_VARIABLE) == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    if system_tests_asked(config):
+        return
+    skip = pytest.mark.skip(reason="changes this machine (installs packages, starts daemons or mounts file systems): "
+                                   f"run with --run-system or {SYSTEM_TESTS_VARIABLE}=1")
+    for item in items:
+        if "system" in item.keywords:
+            item.add_marker(skip)
+
+
+#: files at least this large are deleted from a passed test's tmp_path
+LARGE_TEST_FILE_BYTES = 1_000_000
+KEEP_TEST_FILES_VARIABLE = "SPECTRAL_ANOMALY_KEEP_TEST_FILES"
+
+
+def keep_test_files() -> bool:
+    return os.environ.get(KEEP_TEST_FILES_VARIABLE) == "1"
+
+
+def remove_test_folder(folder: Path) -> None:
+    """Delete a folder a module's fixture wrote (a whole workflow run), unless asked to keep test files."""
+    if not keep_test_files():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.passed_call = report.passed
+    return report
+
+
+@pytest.fixture(autouse=True)
+def drop_large_test_files(request):
+    """After a test that passed, delete the large files it wrote into its tmp_path."""
+    # asked for before the test, so that tmp_path is torn down after this fixture
+    tmp_path = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if tmp_path is None or keep_test_files() or not getattr(request.node, "passed_call", False):
+        return
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_size >= LARGE_TEST_FILE_BYTES:
+            path.unlink()
 
 
 @pytest.fixture(scope="session")

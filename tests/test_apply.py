@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import remove_test_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.workflow
@@ -61,7 +62,8 @@ def reference(tmp_path_factory):
     result = snakemake(workdir, REFERENCE_CONFIG, "reference")
     assert result.returncode == 0, result.stderr[-4000:]
     (version,) = sorted((workdir / "results").glob("ref-*"))
-    return workdir, version
+    yield workdir, version
+    remove_test_folder(workdir)
 
 
 def apply_config(reference_version: Path, new_file: Path, **extra) -> dict:

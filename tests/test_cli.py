@@ -114,3 +114,52 @@ def test_every_option_of_every_subcommand_has_help_in_plain_words():
         text = parser.format_help()
         for markup in ("``", ":func:", ":class:", ":mod:", ":data:", ":meth:", "`"):
             assert markup not in text, f"{name} --help shows {markup!r}"
+
+
+def _stages_to_normalization(tiny_demo_config, out):
+    """A tiny demo dataset ingested, split and normalized in ``out``; its config file and paths."""
+    from spectral_anomaly import stages
+
+    config = tiny_demo_config()
+    stages.run_demo(config, hdf5_path=out / "raw.h5", root_path=out / "raw.root")
+    paths = {"data": out / "d.h5", "split": out / "split.json", "normalization": out / "norm.json"}
+    stages.run_ingest(config, "d", input_paths=[out / "raw.h5"], output=paths["data"])
+    stages.run_split(config, "d", data_path=paths["data"], output=paths["split"])
+    stages.run_normalize(config, "d", data_path=paths["data"], split_path=paths["split"], output=paths["normalization"])
+    (out / "run.yaml").write_text(yaml.safe_dump(config))
+    return out / "run.yaml", paths
+
+
+def test_train_uses_the_threads_it_is_given_and_logs_no_library_notes(tmp_path, tiny_demo_config):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config_path, paths = _stages_to_normalization(tiny_demo_config, tmp_path)
+    out = {name: tmp_path / f"ae.{name}" for name in ("npz", "csv", "json", "parquet", "examples.npz")}
+    # no thread variables: numexpr (imported by pandas) would note its thread count at INFO
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMEXPR_MAX_THREADS")}
+    for threads in (1, 2):
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "spectral-anomaly"), "train", "--config", str(config_path), "--dataset", "d",
+             "--model", "ae", "--threads", str(threads), *(f"--{k}={v}" for k, v in paths.items()),
+             f"--model-file={out['npz']}", f"--history={out['csv']}", f"--summary={out['json']}",
+             f"--scores={out['parquet']}", f"--examples={out['examples.npz']}"],
+            capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        summary = json.loads(out["json"].read_text())
+        assert summary["threads"] == threads
+        assert summary["device"] == ("cpu (1 thread)" if threads == 1 else "cpu (2 threads)")
+        assert "NumExpr" not in done.stderr and "numexpr" not in done.stderr.lower()
+        assert "1 threads" not in done.stderr and "1 epochs" not in done.stderr
+
+
+def test_threads_below_one_are_refused(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["train", "--config", "x.yaml", "--dataset", "d", "--model", "ae", "--threads", "0", "--data", "a",
+              "--split", "b", "--normalization", "c", "--model-file", "d", "--history", "e", "--summary", "f"])
+    assert "expected a whole number of at least 1, got '0'" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import remove_test_folder
 from sklearn.metrics import roc_auc_score
 
 from spectral_anomaly import stages
@@ -36,7 +37,8 @@ def default_run(tmp_path_factory):
                          model_path=out / f"{model}.npz", history_path=out / f"{model}.csv", summary_path=out / f"{model}.json")
         stages.run_score(config, dataset, model, **common, model_path=out / f"{model}.npz",
                          scores_path=out / f"{model}.parquet", examples_path=out / f"{model}.examples.npz")
-    return out, config
+    yield out, config
+    remove_test_folder(out)
 
 
 def test_every_model_reaches_roc_auc_090_on_the_demo_test_split(default_run):

@@ -156,7 +156,8 @@ def test_a_damaged_result_file_is_refused_naming_it_and_how_to_rebuild_it(result
 
 @pytest.fixture
 def full_disk(tmp_path):
-    """A 256 KiB tmpfs: too small for the canonical store of 2000 spectra of 64 bins."""
+    """A 256 KiB tmpfs: too small for the canonical store of 2000 spectra of 64 bins. Mounting it changes
+    the machine (a test killed before its end leaves the mount), so its tests are marked ``system``."""
     mount = tmp_path / "small_disk"
     mount.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True,
@@ -169,6 +170,7 @@ def full_disk(tmp_path):
         subprocess.run(["umount", str(mount)], check=False)
 
 
+@pytest.mark.system
 def test_a_full_disk_stops_ingestion_with_one_clear_line_and_leaves_nothing(full_disk, tmp_path, fresh_config):
     config = fresh_config(demo={"seed": 1, "n_spectra": 2000, "n_bins": 64, "anomaly_fraction": 0.1})
     stages.run_demo(config, hdf5_path=tmp_path / "raw.h5", root_path=tmp_path / "raw.root")
@@ -255,3 +257,20 @@ def test_the_checksum_cache_stays_valid_under_concurrent_writers_and_a_lost_entr
     assert cached_sha256(files[1], cache_file=cache) == expected[str(files[1])]
     assert json.loads(cache.read_text())
     assert not list(cache.parent.glob("*.tmp"))
+
+
+def test_a_gpu_is_visible_only_with_a_device_file_and_not_hidden_by_the_environment(monkeypatch, tmp_path):
+    from spectral_anomaly import device
+
+    gpu = tmp_path / "nvidia0"
+    monkeypatch.setattr(device, "GPU_DEVICE_FILES", (str(tmp_path / "nvidia[0-9]*"),))
+    for variable in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"):
+        monkeypatch.delenv(variable, raising=False)
+    assert not device.gpu_visible()
+    gpu.touch()
+    assert device.gpu_visible()
+    for hidden in ("", "-1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert not device.gpu_visible()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert device.gpu_visible()

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import remove_test_folder
 from test_workflow import ROOT, SMALL_CONFIG, snakemake
 
 from spectral_anomaly.exceptions import InputFileError
@@ -99,7 +100,8 @@ def reference(tmp_path_factory) -> Path:
     result = snakemake(workdir, FAULT_CONFIG)
     assert result.returncode == 0, result.stderr[-4000:]
     (version,) = (workdir / "results").glob("faults-*")
-    return version
+    yield version
+    remove_test_folder(workdir)
 
 
 def test_sigkill_at_random_moments_then_rerun_gives_the_results_of_an_uninterrupted_run(reference, tmp_path):

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import remove_test_folder
 from tables import NaturalNameWarning
 from test_workflow import snakemake
 
@@ -121,7 +122,8 @@ def payload_run(tmp_path_factory):
     report = snakemake(workdir, config, "--report", "report.html")
     assert report.returncode == 0, report.stderr[-4000:]
     (version,) = [p for p in (workdir / config["results_dir"]).iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return workdir, version, config
+    yield workdir, version, config
+    remove_test_folder(workdir)
 
 
 def test_nothing_in_the_payload_ran(payload_run):

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import remove_test_folder
 from test_workflow import snakemake
 
 pytestmark = pytest.mark.workflow
@@ -46,7 +47,8 @@ def run(tmp_path_factory):
     assert first.returncode == 0, first.stderr[-4000:]
     (version,) = (workdir / "results").glob("checked-*")
     assert_manifest_is_right(version)
-    return workdir, version
+    yield workdir, version
+    remove_test_folder(workdir)
 
 
 def test_a_deleted_model_file_is_rebuilt_and_the_manifest_follows(run):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import remove_test_folder
 from test_workflow import SMALL_CONFIG, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -47,7 +48,8 @@ def run(tmp_path_factory):
     result = snakemake(workdir, CONFIG)
     assert result.returncode == 0, result.stderr[-4000:]
     (version,) = (workdir / "results").glob("regen-*")
-    return workdir, version
+    yield workdir, version
+    remove_test_folder(workdir)
 
 
 def test_changing_a_report_option_rebuilds_only_the_reports_in_the_same_version(run):

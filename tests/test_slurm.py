@@ -6,6 +6,11 @@ snakemake-executor-plugin-slurm and stop the cluster at the end. Where the clust
 (not root, no apt-get, no network to the package mirror, ...) they are skipped with the reason;
 set SPECTRAL_ANOMALY_REQUIRE_SLURM=1 to make that a failure instead (CI does).
 
+Installing packages and starting daemons changes the machine, so these tests are marked
+``system`` and run only when asked: ``pytest --run-system`` or SPECTRAL_ANOMALY_SYSTEM_TESTS=1.
+The cluster's state folder (config, munge key, spool, logs, pids) is made under pytest's
+temporary folder unless SPECTRAL_ANOMALY_SLURM_DIR names one.
+
 The cluster has no GPUs (no GRES), so the configs set training.device: cpu, which drops the
 training jobs' GPU request. Job states come from squeue (no slurmdbd); the same squeue output,
 kept for MinJobAge = 600 s, shows each job's state, start and end.
@@ -30,13 +35,15 @@ ROOT = Path(__file__).resolve().parents[1]
 START = ROOT / "scripts" / "slurm" / "start-cluster.sh"
 STOP = ROOT / "scripts" / "slurm" / "stop-cluster.sh"
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.system]
 
 # Test-only settings on top of the profile: poll the cluster every few seconds instead of 20
 # (the cluster's MinJobAge of 600 s stays far above 3 x this).
 FAST_POLLING = ("--slurm-init-seconds-before-status-checks", "2")
 # The demo data is tiny: 2 GB instead of the rules' 8 GB lets four jobs share the test node.
 SMALL_MEMORY = ("train:mem_mb=2000",)
+# and one CPU instead of the rule's 4 lets them share a test node of a few CPUs
+ONE_THREAD = ("--set-threads", "train=1")
 
 DEMO_HDF5 = {
     "format": "hdf5_array", "path": "demo://spectra.h5", "dataset": "spectra",
@@ -103,7 +110,7 @@ def cluster(tmp_path_factory):
         skip_or_fail(f"a SLURM test cluster needs Linux, not {sys.platform}")
     if os.geteuid() != 0:
         skip_or_fail("starting a SLURM test cluster needs root (the daemons run as root)")
-    state_dir = os.environ.get("SPECTRAL_ANOMALY_SLURM_DIR", "/tmp/spectral_anomaly_slurm")
+    state_dir = os.environ.get("SPECTRAL_ANOMALY_SLURM_DIR") or str(tmp_path_factory.mktemp("slurm_state"))
     env = {**os.environ, "SPECTRAL_ANOMALY_SLURM_DIR": state_dir}
     try:
         started = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=900, env=env)
@@ -151,7 +158,8 @@ def finish(process: subprocess.Popen, timeout: int = 600) -> subprocess.Complete
 
 def on_slurm(workdir: Path, config: dict, *set_resources: str, env: dict) -> subprocess.CompletedProcess:
     """snakemake --workflow-profile workflow/profiles/slurm, with the test's overrides."""
-    extra = ("--workflow-profile", str(PROFILE), *FAST_POLLING, "--set-resources", *SMALL_MEMORY, *set_resources)
+    extra = ("--workflow-profile", str(PROFILE), *FAST_POLLING, *ONE_THREAD, "--set-resources", *SMALL_MEMORY,
+             *set_resources)
     return finish(start_snakemake(workdir, config, *extra, env=env))
 
 

@@ -43,3 +43,11 @@ def test_plot_text_never_starts_mathtext(value):
     figure.add_subplot().set_xlabel(plot_text(value))
     figure.canvas.draw()  # mathtext would fail on the unbalanced or broken expressions
     assert figure.axes[0].get_xlabel().replace("\\$", "$") == value
+
+
+def test_counted_writes_the_singular_for_one_and_the_plural_otherwise():
+    from spectral_anomaly.text import counted
+
+    assert [counted(n, "thread") for n in (0, 1, 2)] == ["0 threads", "1 thread", "2 threads"]
+    assert counted(1, "spectrum") == "1 spectrum" and counted(5, "training spectrum") == "5 training spectra"
+    assert counted(3, "entry") == "3 entries" and counted(1, "epoch") == "1 epoch"

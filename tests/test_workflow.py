@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import remove_test_folder
 
 from spectral_anomaly.store.formats import FORMAT_VERSIONS
 
@@ -61,7 +62,8 @@ def finished_run(tmp_path_factory):
     assert result.returncode == 0, result.stderr[-4000:]
     versions = sorted((workdir / "results").glob("small-*"))
     assert len(versions) == 1
-    return workdir, versions[0]
+    yield workdir, versions[0]
+    remove_test_folder(workdir)
 
 
 def test_scores_have_one_row_per_spectrum_and_the_contract_columns(finished_run):
@@ -210,3 +212,42 @@ def test_a_sweep_over_seeds_trains_each_model_per_seed_and_reports_the_spread(tm
     assert metrics["variants"]["ae"]["n_seeds"] == 2 and metrics["variants"]["vae_conv"]["n_seeds"] == 2
     assert metrics["variants"]["ae"]["roc_auc_std"] is not None
     assert "Ranking over training seeds" in (version / "reports" / "demo_hdf5.html").read_text()
+
+
+def train_jobs_planned(run: subprocess.CompletedProcess) -> list[dict[str, str]]:
+    """threads, resources and wildcards of every train job of a dry run."""
+    assert run.returncode == 0, run.stderr[-3000:]
+    blocks = (run.stdout + run.stderr).split("rule train:")[1:]
+    jobs = []
+    for block in blocks:
+        fields = dict(line.strip().split(": ", 1) for line in block.split("\n\n")[0].splitlines()
+                      if line.strip().startswith(("threads:", "resources:", "wildcards:")))
+        jobs.append({"threads": "1", **fields})  # Snakemake shows threads above 1 only
+    return jobs
+
+
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_train_jobs_on_a_machine_without_a_gpu_neither_show_nor_ask_for_one(tmp_path, device):
+    config = {**SMALL_CONFIG, "training": {**SMALL_CONFIG["training"], "device": device}}
+    run = subprocess.run(
+        [shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake", "-s", str(ROOT / "Snakefile"),
+         "--directory", str(tmp_path), "--configfile", str(_write(tmp_path / "run.yaml", config)), "--cores", "2", "-n"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    jobs = train_jobs_planned(run)
+    assert len(jobs) == 2 * 3
+    assert not [job for job in jobs if "gpu" in job["resources"]]
+
+
+def test_train_jobs_take_up_to_four_threads_and_set_threads_changes_it(tmp_path):
+    default = train_jobs_planned(snakemake(tmp_path, SMALL_CONFIG, "-n", "-p"))
+    assert {job["threads"] for job in default} == {"2"}  # 4, at most --cores 2
+    one = snakemake(tmp_path, SMALL_CONFIG, "-n", "-p", "--set-threads", "train=1")
+    assert {job["threads"] for job in train_jobs_planned(one)} == {"1"}
+    commands = [line for line in (one.stdout + one.stderr).splitlines() if "spectral-anomaly train " in line]
+    assert len(commands) == 2 * 3 and all(" --threads 1 " in line for line in commands)
+
+
+def _write(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path

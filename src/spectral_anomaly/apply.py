@@ -26,6 +26,7 @@ import numpy as np
 
 from .exceptions import ConfigError, InputFileError, InvalidSpectraError, closest_first
 from .store.layout import VersionLayout
+from .text import counted
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
@@ -168,8 +169,8 @@ def apply_to_store(
                 for entry in detector.cuts_["rates"]:
                     flagged[model][entry["column"]] = flagged[model].get(entry["column"], 0) + int(table[entry["column"]].sum())
             done += block.n_spectra
-            log.info("dataset %s: scored %d of %d spectra with %d detector%s (%.1f s)", dataset, done, n_spectra,
-                     len(detectors), "" if len(detectors) == 1 else "s", time.perf_counter() - started)
+            log.info("dataset %s: scored %d of %s with %s (%.1f s)", dataset, done, counted(n_spectra, "spectrum"),
+                     counted(len(detectors), "detector"), time.perf_counter() - started)
     for model, detector in detectors.items():
         write_top_examples(store_path, detector, tops[model], path=layout.examples(dataset, model))
     return {"dataset": dataset, "reference": reference.name, "reference_dataset": reference_dataset,

@@ -28,7 +28,7 @@ FILE_HELP = {
     "normalization": "the dataset's fitted normalization (.json), written by the normalize step",
     "model_file": "the detector file (.npz): written by train, read by score",
     "history": "the per-epoch training history to write (.csv; header only for detectors fitted in one pass)",
-    "summary": "the training summary to write (.json: device, epochs, best epoch, seconds)",
+    "summary": "the training summary to write (.json: device, CPU threads, epochs, best epoch, seconds)",
     "scores": "the score table to write (.parquet): one row per spectrum, every score and flag",
     "examples": "the most anomalous spectra to write (.npz) with their reconstructions and pulls",
     "result_dir": "the result version folder (results/<run_name>-<hash>) whose stored results to read",
@@ -63,6 +63,16 @@ def _add(sub, name: str, help_text: str, *options: str, dataset: bool = True, mo
     return parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spectral-anomaly", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"spectral_anomaly {__version__}")
@@ -87,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "model_file", "history", "summary", model=True, shared=True)
     train.add_argument("--scores", default=None, help="also score every spectrum with the fitted detector: its score table")
     train.add_argument("--examples", default=None, help="with --scores: the most anomalous spectra with reconstructions")
+    train.add_argument("--threads", type=_positive_int, default=None,
+                       help="CPU threads torch may use (the workflow passes the job's threads); default: torch's own")
     _add(sub, "score", "score every spectrum with a stored detector", "data", "split", "model_file", "scores", "examples",
          model=True)
     _add_apply(sub)
@@ -162,6 +174,7 @@ def run_apply(args: argparse.Namespace) -> None:
     """The ``apply`` subcommand: ingest ``--input`` (or read ``--data``), score at the stored cuts, say what it wrote."""
     from . import stages
     from .store.layout import VersionLayout
+    from .text import counted
 
     summary = stages.run_apply(reference=args.reference, inputs=args.input, data_path=args.data,
                                result_dir=args.output_dir, dataset=args.dataset, reference_dataset=args.reference_dataset,
@@ -169,7 +182,8 @@ def run_apply(args: argparse.Namespace) -> None:
     layout = VersionLayout(args.output_dir)
     for model, counts in summary["flagged"].items():
         flagged = ", ".join(f"{n} flagged at {column}" for column, n in counts.items())
-        print(f"{model}: {summary['n_spectra']} spectra scored, {flagged}: {layout.scores(summary['dataset'], model)}")
+        print(f"{model}: {counted(summary['n_spectra'], 'spectrum')} scored, {flagged}: "
+              f"{layout.scores(summary['dataset'], model)}")
 
 
 def _with_report_options(config: dict, report_options: str | None) -> dict:
@@ -192,7 +206,6 @@ def _stage_config(args: argparse.Namespace) -> dict:
 
 def run_versions(args: argparse.Namespace) -> None:
     """The ``runs`` and ``compare`` subcommands: read result versions, run no stage."""
-    logging.getLogger("numexpr").setLevel(logging.WARNING)  # its import note would precede every listing
     from .store import versions
 
     if args.command == "runs":
@@ -242,7 +255,7 @@ def run(args: argparse.Namespace) -> None:
         stages.run_train(config, args.dataset, args.model, data_path=args.data, split_path=args.split,
                          normalization_path=args.normalization, model_path=args.model_file,
                          history_path=args.history, summary_path=args.summary, scores_path=args.scores,
-                         examples_path=args.examples)
+                         examples_path=args.examples, threads=args.threads)
     elif args.command == "score":
         stages.run_score(config, args.dataset, args.model, data_path=args.data, split_path=args.split,
                          model_path=args.model_file, scores_path=args.scores, examples_path=args.examples)
@@ -264,12 +277,19 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 LOG_TIME_FORMAT = "%H:%M:%S"
 
 
+#: libraries whose INFO lines describe themselves, not the run (numexpr, imported by pandas, notes its thread count)
+QUIET_LIBRARIES = ("numexpr",)
+
+
 def configure_logging(*, quiet: bool, log_file: str | None) -> logging.Handler | None:
-    """Send logging to stderr, or into ``log_file`` (emptied first) with Python's warnings too.
+    """Send logging to stderr, or into ``log_file`` (emptied first) with Python's warnings too; the
+    libraries in :data:`QUIET_LIBRARIES` log warnings only. Set before any subcommand imports pandas.
 
     Returns the log file's handler, for :func:`close_log` to remove once the command is done.
     """
     level = logging.WARNING if quiet else logging.INFO
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
     if log_file is None:
         logging.basicConfig(level=level, format=LOG_FORMAT, datefmt=LOG_TIME_FORMAT, stream=sys.stderr)
         return None

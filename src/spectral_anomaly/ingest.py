@@ -38,6 +38,7 @@ from .store.canonical import (
     write_store_contents,
 )
 from .store.provenance import file_state, sha256_file
+from .text import counted
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ def _scan(
                 written += len(block)
             if time.perf_counter() - last_log > 5:
                 last_log = time.perf_counter()
-                log.info("dataset %s: %d / %d spectra checked (%.0f %%)", name, offset + stop, n_total,
+                log.info("dataset %s: %d / %s checked (%.0f %%)", name, offset + stop, counted(n_total, "spectrum"),
                          100 * (offset + stop) / n_total)
         offset += raw.n_spectra
     return keep
@@ -314,8 +315,9 @@ def ingest_to_store(
                "n_anomalous": None if labels is None else int(labels[keep].sum()), "linked": bool(linked),
                "seconds": seconds}
     if n_total > written:
-        log.warning("dataset %s: dropped %d of %d spectra holding NaN or infinite values", name, n_total - written, n_total)
-    log.info("dataset %s: %d spectra x %d bins%s, %s, in %.2f s", name, written, first.n_bins,
+        log.warning("dataset %s: dropped %d of %s holding NaN or infinite values", name, n_total - written,
+                    counted(n_total, "spectrum"))
+    log.info("dataset %s: %s x %s%s, %s, in %.2f s", name, counted(written, "spectrum"), counted(first.n_bins, "bin"),
              "" if labels is None else f", {summary['n_anomalous']} labelled anomalous",
              "linked to the input (no copy)" if linked else "copied", seconds)
     return summary

@@ -19,6 +19,7 @@ from .store.atomic import atomic_path, write_json
 from .store.canonical import evaluate_metadata_expression, read_canonical
 from .store.formats import FORMAT_VERSIONS, read_versioned_json, write_versioned_csv
 from .store.layout import VersionLayout
+from .text import counted
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
@@ -29,7 +30,9 @@ def run_demo(config: dict[str, Any], *, hdf5_path: PathLike, root_path: PathLike
     from .demo import generate_demo_spectra, write_demo_hdf5, write_demo_root
 
     demo = generate_demo_spectra(**config["demo"])
-    log.info("demo: %d spectra x %d bins, %d anomalous", *demo.counts.shape, int((demo.metadata["anomaly_kind"] != 0).sum()))
+    n_spectra, n_bins = demo.counts.shape
+    log.info("demo: %s x %s, %d anomalous", counted(n_spectra, "spectrum"), counted(n_bins, "bin"),
+             int((demo.metadata["anomaly_kind"] != 0).sum()))
     with atomic_path(hdf5_path) as tmp:
         write_demo_hdf5(demo, tmp)
     with atomic_path(root_path) as tmp:
@@ -94,20 +97,25 @@ def run_normalize(config: dict[str, Any], dataset: str, *, data_path: PathLike, 
     if constant:
         log.warning("dataset %s: %d of %d bins never %s in the training spectra after normalization; they carry "
                     "no information for the models", dataset, constant, spectra.n_bins, "varies" if constant == 1 else "vary")
-    log.info("dataset %s: normalization %s fitted on %d training spectra", dataset, " -> ".join(normalizer.steps), len(train))
+    log.info("dataset %s: normalization %s fitted on %s", dataset, " -> ".join(normalizer.steps),
+             counted(len(train), "training spectrum"))
     write_normalizer(normalizer, output, dataset=dataset)
 
 
 def run_train(
     config: dict[str, Any], dataset: str, model: str, *, data_path: PathLike, split_path: PathLike,
     normalization_path: PathLike, model_path: PathLike, history_path: PathLike, summary_path: PathLike,
-    scores_path: PathLike | None = None, examples_path: PathLike | None = None,
+    scores_path: PathLike | None = None, examples_path: PathLike | None = None, threads: int | None = None,
 ) -> None:
     """Fit one detector (any kind) on one dataset; write it, its history and summary, and with
     ``scores_path`` and ``examples_path`` its scores of every spectrum (in the same process, as
     :func:`run_score` would from the model file, so the store is read once per detector). The flag
-    cuts calibrated then on the validation spectra are saved in the model file, for new data."""
-    from .models import build_detector
+    cuts calibrated then on the validation spectra are saved in the model file, for new data.
+
+    ``threads`` is the number of CPU threads torch uses for a detector trained over epochs (the job's
+    share of the cores); None leaves torch's default. Detectors fitted in one pass use numpy's BLAS,
+    whose threads follow ``OMP_NUM_THREADS`` (which Snakemake sets to the job's threads)."""
+    from .models import build_detector, detector_kind
     from .normalize import read_normalizer
     from .split import read_split
 
@@ -115,10 +123,14 @@ def run_train(
     spectra, split = read_canonical(data_path), read_split(split_path)
     spec, seed = model_config(config, model), split_instance(config, model)[1]
     check_model_shapes({**config, "models": {model: spec}}, dataset=dataset, n_bins=spectra.n_bins)
+    if threads is not None and detector_kind(spec["kind"]).trained_by_epochs:
+        from .device import set_torch_threads
+
+        set_torch_threads(threads)
     detector = build_detector(spec, normalization=normalizer, training=config["training"], scoring=config["scoring"],
                               seed=seed, checkpoint_path=f"{model_path}.checkpoint")  # resumes a killed job
-    log.info("fitting %s (%s) on %s: %d training, %d validation spectra", model, spec["kind"], dataset,
-             len(split["train"]), len(split["validation"]))
+    log.info("fitting %s (%s) on %s: %d training, %s", model, spec["kind"], dataset,
+             len(split["train"]), counted(len(split["validation"]), "validation spectrum"))
     started = time.perf_counter()
     detector.fit(spectra.X[split["train"]], spectra.X[split["validation"]])
     for key, choice in detector.choices_.items():
@@ -136,8 +148,8 @@ def run_train(
         **fit, "choices": detector.choices_, "training_seconds": round(seconds, 3),
         "n_train": int(len(split["train"])), "n_validation": int(len(split["validation"])),
     })
-    log.info("fitted %s in %.1f s (%d epochs, best %d) on %s", model, seconds, fit["epochs_trained"], fit["best_epoch"],
-             fit["device"])
+    log.info("fitted %s in %.1f s (%s, best %d) on %s", model, seconds, counted(fit["epochs_trained"], "epoch"),
+             fit["best_epoch"], fit["device"])
 
 
 def run_score(
@@ -162,7 +174,7 @@ def score_and_write_stage(
     detector.check_binning(spectra.n_bins, what=f"the spectra of dataset {dataset!r}")
     table = score_and_write(detector, spectra, split, model=model, scoring=config["scoring"], scores_path=scores_path,
                             examples_path=examples_path)
-    log.info("scored %d spectra of %s with %s", spectra.n_spectra, dataset, model)
+    log.info("scored %s of %s with %s", counted(spectra.n_spectra, "spectrum"), dataset, model)
     return table
 
 

@@ -10,6 +10,8 @@ for its own markup, so none can become markup, template code or terminal control
 - :func:`rst_text` and :func:`template_text`: reStructuredText rendered as a Jinja template (the
   front page of ``snakemake --report``);
 - :func:`plot_text`: matplotlib, where ``$`` would start mathtext.
+
+:func:`counted` writes a count with its noun in the singular or plural (``1 thread``, ``2 threads``).
 """
 
 from __future__ import annotations
@@ -17,11 +19,23 @@ from __future__ import annotations
 import html
 import re
 
+#: plurals that are not the singular plus ``s``
+_PLURALS = {"spectrum": "spectra", "entry": "entries"}
+
 #: C0 and C1 control characters, DEL, and the Unicode bidirectional embedding, override and isolate marks
 _INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _INVISIBLE_BUT_LINES = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 #: Markdown punctuation that can start markup (links, images, emphasis, code, HTML, tables, headings)
 _MARKDOWN = re.compile(r"[\\`*\[\]<>|#!~&]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, its last word plural unless ``n`` is 1: ``counted(1, "epoch")`` is ``1 epoch``,
+    ``counted(3, "training spectrum")`` is ``3 training spectra``."""
+    if n == 1:
+        return f"{n} {noun}"
+    head, _, last = noun.rpartition(" ")
+    return f"{n} {head + ' ' if head else ''}{_PLURALS.get(last, last + 's')}"
 
 
 def _escape(char: str) -> str:

@@ -41,6 +41,7 @@ from .store.resume import (
     resume_training,
     write_resume_checkpoint,
 )
+from .text import counted
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +163,8 @@ def train_network(
                      seconds=time.perf_counter() - started, min_delta=float(options["min_delta"]), warmup=warmup,
                      epochs=epochs)
         if state.epochs_since_best >= int(options["patience"]):
-            log.info("early stop: no validation improvement for %d epochs; best epoch %d (%.4f)",
-                     options["patience"], state.best_epoch, state.best_loss)
+            log.info("early stop: no validation improvement for %s; best epoch %d (%.4f)",
+                     counted(int(options["patience"]), "epoch"), state.best_epoch, state.best_loss)
             break
         if epoch < epochs:
             resume.save(network, optimizer, **generators, state=state)

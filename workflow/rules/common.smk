@@ -19,6 +19,7 @@ envvars:
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 from spectral_anomaly.config import check_model_shapes, check_report_options, model_instances, split_instance
+from spectral_anomaly.device import gpu_visible
 from spectral_anomaly.exceptions import ConfigError, InputFileError, SpectralAnomalyError, exit_with_message
 from spectral_anomaly.io import count_bins, expand_input_paths
 from spectral_anomaly.models import detector_kind
@@ -253,11 +254,35 @@ def normalization_of(wildcards):
     return VERSION_FILES.normalization(wildcards.dataset)
 
 
+# CPU threads of a train job at most: 4 shares a 16-core node between 4 trainings and keeps a small MLP's
+# matrix products busy (more threads gain little on it).
+TRAIN_THREADS = 4
+
+
+def train_threads():
+    """CPU threads of a train job: submitted to a cluster, TRAIN_THREADS; on this machine half of --cores
+    (at least 1, at most TRAIN_THREADS), so that two trainings run side by side: on a 2-core laptop two
+    one-thread jobs, which beat one two-thread job (benchmarks/README.md, threads_benchmark.py). Change
+    with --set-threads train=N."""
+    if workflow.local_exec:
+        return max(1, min(TRAIN_THREADS, int(workflow.cores or 1) // 2))
+    return TRAIN_THREADS
+
+
 def train_gpus(wildcards):
     """GPUs a training job asks for (the `gpu` resource, `--gpus` on SLURM): 1 for a detector trained over
-    epochs unless the config sets training.device: cpu, else 0. Override with --set-resources train:gpu=N."""
+    epochs that may use one; else None, which leaves the resource out (not shown, not sent). A detector
+    may not use one where the config sets training.device: cpu, nor with training.device: auto when
+    the jobs run on this machine (not submitted to a cluster) and it shows no GPU. Jobs submitted to a
+    cluster (SLURM) ask for one even from a login node without a GPU: they run on GPU nodes. A dry run
+    (-n) plans as a local run would. Override with --set-resources train:gpu=N."""
     deep = detector_kind(config["models"][split_instance(config, wildcards.model)[0]]["kind"]).trained_by_epochs
-    return 1 if deep and config["training"]["device"] != "cpu" else 0
+    device = config["training"]["device"]
+    if not deep or device == "cpu":
+        return None
+    if device == "auto" and workflow.local_exec and not gpu_visible():
+        return None
+    return 1
 
 
 # --- the version: its stage outputs, reports and manifest ------------------------------------------

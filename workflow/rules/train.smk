@@ -25,13 +25,16 @@ rule train:
         VERSION_FILES.benchmark("train", "{dataset}", "{model}")
     conda:
         SOFTWARE
-    threads: 1
+    # CPU threads per job (torch's, or BLAS's for a detector fitted in one pass): locally half of --cores, at
+    # most 4; on SLURM 4 (--cpus-per-task). Change with --set-threads train=N.
+    threads: train_threads()
     resources:
         mem_mb=8000,
         runtime="6h",
-        gpu=train_gpus,  # 1 for a deep detector, 0 for the others or where training.device is cpu
+        gpu=train_gpus,  # 1 for a deep detector that may train on a GPU, else left out (see train_gpus)
     shell:
         "spectral-anomaly --log {log:q} train --settings {params.settings:q} --dataset {wildcards.dataset} --model {wildcards.model}"
+        " --threads {threads}"
         " --data {input.data:q} --split {input.split:q} --normalization {input.normalization:q}"
         " --model-file {output.model:q} --history {output.history:q} --summary {output.summary:q}"
         " --scores {output.scores:q} --examples {output.examples:q} --share {params.share:q} >> {log:q}"

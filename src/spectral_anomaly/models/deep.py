@@ -130,7 +130,8 @@ class DeepDetector(Detector):
         return self.history_
 
     def fit_summary(self) -> dict[str, Any]:
-        return {"device": describe_device(self.device), "epochs_trained": int(len(self.history_)),
+        return {"device": describe_device(self.device), "threads": torch.get_num_threads(),
+                "epochs_trained": int(len(self.history_)),
                 "best_epoch": int(self.best_epoch_), "best_validation_loss": float(self.best_validation_loss_)}
 
     # --- scoring ---------------------------------------------------------------------------------
