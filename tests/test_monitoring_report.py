@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
+from test_report_browser import CHROMIUM, chromium  # the same headless Chromium call
 
 from spectral_anomaly.exceptions import ConfigError, FormatVersionError
 from spectral_anomaly.report.monitoring import build_monitoring_report, read_monitoring_metrics
@@ -218,7 +217,7 @@ def test_binomial_interval_covers_the_fraction_and_the_edges():
     assert low[1] < 0.5 < high[1]
 
 
-CHROMIUM = shutil.which("chromium")
+
 ERROR_SCRIPT = """<script>
 var pageErrors = [];
 window.addEventListener("error", function (event) {
@@ -240,14 +239,6 @@ window.addEventListener("load", function () {
 });
 </script>
 """
-
-
-def chromium(*arguments, user_data_dir):
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={user_data_dir}",
-               "--virtual-time-budget=10000", *arguments]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on the PATH (Debian/Ubuntu: apt-get install -y chromium)")
