@@ -209,6 +209,21 @@ def test_a_detector_without_stored_cuts_is_refused_with_the_remedy(applied, tmp_
         detector.flag(np.ones((2, 256)))
 
 
+def test_a_model_file_without_cuts_takes_those_its_training_run_recorded_in_the_score_table(applied, tmp_path):
+    from spectral_anomaly.apply import Reference, load_reference_detectors, open_reference
+
+    reference = open_reference(applied["reference"])
+    (detector,) = load_reference_detectors(reference, "demo_hdf5", models=["pca"]).values()
+    stored = detector.cuts_
+    older = Reference(tmp_path / "older", reference.config)  # as written before model files held their cuts
+    detector.cuts_ = {}
+    detector.save(older.layout.model("demo_hdf5", "pca"))
+    older.layout.scores("demo_hdf5", "pca").parent.mkdir(parents=True)
+    shutil.copyfile(reference.layout.scores("demo_hdf5", "pca"), older.layout.scores("demo_hdf5", "pca"))
+    (reloaded,) = load_reference_detectors(older, "demo_hdf5", models=["pca"]).values()
+    assert reloaded.cuts_["rates"] == stored["rates"]
+
+
 def test_an_unknown_apply_key_names_the_valid_ones(applied, tmp_path):
     from spectral_anomaly.apply_config import validate_apply_config
     from spectral_anomaly.exceptions import ConfigError

@@ -15,6 +15,7 @@ subcommand and the workflow's apply run (a config with ``reference:``) both call
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -103,7 +104,22 @@ def load_reference_detectors(reference: Reference, dataset: str, *, device: str 
         raise ConfigError(f"model(s) {', '.join(unknown)}: not in reference {reference.folder}; its models: "
                           f"{', '.join(reference.models)}")
     context = {"device": device} if device else {}
-    return {model: load_detector(reference.layout.model(dataset, model), **context) for model in chosen}
+    detectors = {model: load_detector(reference.layout.model(dataset, model), **context) for model in chosen}
+    for model, detector in detectors.items():
+        if not detector.cuts_:  # a model file written before cuts were saved in it: its score table has them
+            detector.cuts_ = stored_table_cuts(reference.layout.scores(dataset, model))
+    return detectors
+
+
+def stored_table_cuts(path: PathLike) -> dict[str, Any]:
+    """The cuts calibrated at training time as the reference's score table records them (empty if none)."""
+    import pyarrow.parquet as pq
+
+    if not os.path.exists(path):
+        return {}
+    metadata = pq.read_schema(path).metadata or {}
+    stored = metadata.get(b"spectral_anomaly.thresholds")
+    return json.loads(stored) if stored else {}
 
 
 def check_same_binning(new_edges: np.ndarray, reference_edges: np.ndarray, *, new: str, reference: str) -> None:
