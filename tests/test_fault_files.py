@@ -64,6 +64,8 @@ OWN_TEMPORARY = {
     ("provenance.py", "cached_sha256"),  # its own <pid> temporary file, then os.replace
     ("demo.py", "write_demo_hdf5"), ("demo.py", "write_demo_root"),  # callers pass atomic_path's temporary file
     ("figures.py", "render_png"),  # into an in-memory buffer
+    # a job's log is written as the job runs, not a result: what a killed job leaves in it is what to read
+    ("cli.py", "configure_logging"), ("cli.py", "report_error"),
 }
 #: (a .save of self, a detector or a resume checkpoint writes through atomic_path itself)
 WRITE_METHODS = {"to_parquet", "write_table", "save", "write_text", "write_bytes", "savefig", "dump", "savez",
