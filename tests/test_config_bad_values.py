@@ -101,7 +101,8 @@ def bad_value(schema: dict[str, Any]) -> tuple[Any, list[str]] | None:
         for sub in alternatives:
             candidate = bad_value(sub) if "const" not in sub else None
             if candidate is not None and not any(jsonschema.Draft202012Validator(a).is_valid(candidate[0]) for a in alternatives):
-                return candidate[0], [*candidate[1], *[repr(a["const"]) for a in alternatives if "const" in a]]
+                return candidate[0], [*candidate[1], *["null" if a["const"] is None else repr(a["const"])
+                                                       for a in alternatives if "const" in a]]
         return None
     if "enum" in schema:
         return "no_such_choice", [repr(v) for v in schema["enum"]]

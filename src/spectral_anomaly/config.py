@@ -167,7 +167,7 @@ def _describe_wrong_value(error: Any) -> str:
 def _describe_form(schema: dict) -> str:
     """What a schema allows, in words: ``'auto'``, ``an integer from 1 to 1024``, ``a number above 0``, ``a list ...``."""
     if "const" in schema:
-        return repr(schema["const"])
+        return "null (left out)" if schema["const"] is None else repr(schema["const"])
     if "enum" in schema:
         return "one of " + ", ".join(map(repr, schema["enum"]))
     kind = schema.get("type")
@@ -177,7 +177,9 @@ def _describe_form(schema: dict) -> str:
         items = schema.get("items") or {}
         return "a list (array)" + (f" of {_describe_form(items)}" if items else "")
     if kind == "string":
-        return f"text (string) matching {schema['pattern']}" if "pattern" in schema else "text (string)"
+        if "pattern" in schema:
+            return f"text (string) matching {schema['pattern']}"
+        return f"text (string) of at least {schema['minLength']} character(s)" if "minLength" in schema else "text (string)"
     return {"boolean": "true or false (boolean)", "object": "a mapping of keys (object)"}.get(kind, f"a {kind}")
 
 
