@@ -239,13 +239,15 @@ def test_train_jobs_on_a_machine_without_a_gpu_neither_show_nor_ask_for_one(tmp_
     assert not [job for job in jobs if "gpu" in job["resources"]]
 
 
-def test_train_jobs_take_up_to_four_threads_and_set_threads_changes_it(tmp_path):
+def test_train_jobs_take_half_the_local_cores_up_to_four_and_set_threads_changes_it(tmp_path):
     default = train_jobs_planned(snakemake(tmp_path, SMALL_CONFIG, "-n", "-p"))
-    assert {job["threads"] for job in default} == {"2"}  # 4, at most --cores 2
-    one = snakemake(tmp_path, SMALL_CONFIG, "-n", "-p", "--set-threads", "train=1")
-    assert {job["threads"] for job in train_jobs_planned(one)} == {"1"}
-    commands = [line for line in (one.stdout + one.stderr).splitlines() if "spectral-anomaly train " in line]
-    assert len(commands) == 2 * 3 and all(" --threads 1 " in line for line in commands)
+    assert {job["threads"] for job in default} == {"1"}  # half of --cores 2: two trainings side by side
+    many = train_jobs_planned(snakemake(tmp_path, SMALL_CONFIG, "-n", "-p", "--cores", "16"))
+    assert {job["threads"] for job in many} == {"4"}  # at most 4
+    two = snakemake(tmp_path, SMALL_CONFIG, "-n", "-p", "--set-threads", "train=2")
+    assert {job["threads"] for job in train_jobs_planned(two)} == {"2"}
+    commands = [line for line in (two.stdout + two.stderr).splitlines() if "spectral-anomaly" in line and " train " in line]
+    assert len(commands) == 2 * 3 and all(" --threads 2" in line for line in commands)
 
 
 def _write(path: Path, config: dict) -> Path:

@@ -19,6 +19,8 @@ envvars:
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 from spectral_anomaly.config import check_model_shapes, check_report_options, model_instances, split_instance
+from snakemake.exceptions import WorkflowError
+
 from spectral_anomaly.device import gpu_visible
 from spectral_anomaly.exceptions import ConfigError, InputFileError, SpectralAnomalyError, exit_with_message
 from spectral_anomaly.io import count_bins, expand_input_paths
@@ -264,9 +266,13 @@ def train_threads():
     (at least 1, at most TRAIN_THREADS), so that two trainings run side by side: on a 2-core laptop two
     one-thread jobs, which beat one two-thread job (benchmarks/README.md, threads_benchmark.py). Change
     with --set-threads train=N."""
-    if workflow.local_exec:
-        return max(1, min(TRAIN_THREADS, int(workflow.cores or 1) // 2))
-    return TRAIN_THREADS
+    if not workflow.local_exec:
+        return TRAIN_THREADS
+    try:
+        cores = int(workflow.cores)
+    except (WorkflowError, TypeError, ValueError):  # no --cores given: a job step inside a cluster job
+        return TRAIN_THREADS
+    return max(1, min(TRAIN_THREADS, cores // 2))
 
 
 def train_gpus(wildcards):
