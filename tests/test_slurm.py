@@ -81,11 +81,11 @@ FAILURE_CONFIG = {
 # and hangs until SLURM kills it at its (tiny) runtime.
 FAULTS = r"""
 case "$BASH_EXECUTION_STRING" in
-*"spectral-anomaly train "*"--model vae "*)
+*"spectral-anomaly "*" train "*"--model vae "*)
     [[ $BASH_EXECUTION_STRING =~ --model-file\ ([^ ]+) ]] && echo partial > "${BASH_REMATCH[1]}"
     echo "injected failure: training crashed" >&2
     exit 1 ;;
-*"spectral-anomaly train "*"--model pca "*)
+*"spectral-anomaly "*" train "*"--model pca "*)
     [[ $BASH_EXECUTION_STRING =~ --scores\ ([^ ]+) ]] && echo partial > "${BASH_REMATCH[1]}"
     echo "injected hang: the PCA job waits for SLURM's time limit" >&2
     # SIGTERM at the limit ends the sleep, not always this shell: never go on to the real command
