@@ -143,8 +143,9 @@ def drift_test(new: np.ndarray, reference: np.ndarray, *, below: float | None = 
     With ``below`` (the loosest stored cut) both samples are taken at or below it: the new data's anomalies,
     mostly above the cut, are what the flags count, and the test asks whether the normal bulk moved. Otherwise a
     new run holding a few percent of real anomalies would read as drifted although its normal spectra are like
-    the reference's (measured on the demo: p = 0.004-0.009 for all scores of an undrifted run, 0.16-0.28 below
-    the cut). Where every new spectrum lies above the cut the bulk itself has moved: ``drifted`` is true with no
+    the reference's (``tests/test_apply.py`` checks both: a new demo run with its usual anomalies is not called
+    drifted, one with a gain shift is). Where every new spectrum lies above the cut the bulk itself has moved:
+    ``drifted`` is true with no
     p-value. Without spectra on either side statistic, p-value and ``drifted`` are null.
     """
     from scipy.stats import ks_2samp
