@@ -145,8 +145,7 @@ def drift_test(new: np.ndarray, reference: np.ndarray, *, below: float | None = 
     new run holding a few percent of real anomalies would read as drifted although its normal spectra are like
     the reference's (``tests/test_apply.py`` checks both: a new demo run with its usual anomalies is not called
     drifted, one with a gain shift is). Where every new spectrum lies above the cut the bulk itself has moved:
-    ``drifted`` is true with no
-    p-value. Without spectra on either side statistic, p-value and ``drifted`` are null.
+    ``drifted`` is true with no p-value. Without spectra on either side statistic, p-value and ``drifted`` are null.
     """
     from scipy.stats import ks_2samp
 
