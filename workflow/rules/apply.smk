@@ -21,8 +21,8 @@ from spectral_anomaly.apply_config import (
     ingest_settings,
     validate_apply_config,
 )
-from spectral_anomaly.exceptions import InputFileError, exit_with_message
-from spectral_anomaly.io import expand_input_paths
+from spectral_anomaly.exceptions import exit_with_message
+from spectral_anomaly.io import dataset_input_files
 from spectral_anomaly.store.layout import VersionLayout
 from spectral_anomaly.store.provenance import canonical_json, input_fingerprint
 
@@ -37,13 +37,7 @@ SOFTWARE = "../../environment.yml"
 
 def apply_raw_files():
     """The new files of every dataset: the configured path, or every match of a glob pattern."""
-    files = {}
-    for name, dataset in APPLY["datasets"].items():
-        files[name] = [os.path.join(".", f) if f.startswith("-") else f for f in expand_input_paths(dataset["path"])]
-        for file in files[name]:
-            if not os.path.isfile(file):
-                raise InputFileError(f"dataset {name!r}: input file {file!r} not found (working directory {os.getcwd()})")
-    return files
+    return {name: dataset_input_files(name, dataset["path"]) for name, dataset in APPLY["datasets"].items()}
 
 
 with exit_with_message():

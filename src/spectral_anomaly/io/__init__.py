@@ -84,4 +84,15 @@ def expand_input_paths(pattern: str) -> list[str]:
     return paths
 
 
-__all__ = ["FORMATS", "RawSpectra", "count_bins", "expand_input_paths", "open_raw_spectra", "read_raw_spectra"]
+def dataset_input_files(name: str, pattern: str) -> list[str]:
+    """The existing files of dataset ``name`` whose ``path`` is ``pattern`` (:func:`expand_input_paths`), each as a
+    job's command line may take it: a relative path starting with ``-`` gets ``./``, so it is not read as an option."""
+    files = [os.path.join(".", file) if file.startswith("-") else file for file in expand_input_paths(pattern)]
+    for file in files:
+        if not os.path.isfile(file):
+            raise InputFileError(f"dataset {name!r}: input file {file!r} not found (working directory {os.getcwd()})")
+    return files
+
+
+__all__ = ["FORMATS", "RawSpectra", "count_bins", "dataset_input_files", "expand_input_paths", "open_raw_spectra",
+           "read_raw_spectra"]
